@@ -1,0 +1,441 @@
+/* cardgate serve: the HTTP receiver with the store and the workflows. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardgate.h"
+#include "cli.h"
+#include "common/common.h"
+#include "log_sink.h"
+
+#define MAX_WORKFLOWS 64
+
+typedef struct serve_cfg {
+  const char *host;
+  int port;
+  const char *db;
+  const char *card_path;
+  const char *event_path;
+  const char *verification_token;
+  const char *encrypt_key;
+  const char *app_id;
+  const char *app_secret;
+  long deadline_ms;
+  long replay_window_s;
+  long max_body;
+  long header_timeout_ms;
+  long body_timeout_ms;
+  long idle_timeout_ms;
+  long max_connections;
+  const char *workflows[MAX_WORKFLOWS];
+  int nworkflows;
+  int no_builtin;
+  int log_json;
+  int log_level;
+  int reuse_port;
+} serve_cfg;
+
+static const char serve_help[] =
+    "Usage: cardgate serve [options]\n"
+    "\n"
+    "Receives Lark card callbacks over HTTP, verifies them, runs the workflows\n"
+    "(built-in: publish, approval) and answers within the deadline.\n"
+    "\n"
+    "Listening:\n"
+    "  --host H                 address to bind (default 127.0.0.1; 0.0.0.0 for all)\n"
+    "  --port N                 port (default 8080; 0 = any free port)\n"
+    "  --card-path P            legacy card callback path (default /webhook/card)\n"
+    "  --event-path P           event / schema 2.0 callback path (default /webhook/event)\n"
+    "  --max-body BYTES         body limit (default 1048576)\n"
+    "  --header-timeout-ms MS   headers must arrive within (default 10000)\n"
+    "  --body-timeout-ms MS     body must arrive within (default 10000)\n"
+    "  --idle-timeout-ms MS     keep-alive idle (default 60000)\n"
+    "  --max-connections N      (default 10000)\n"
+    "  --reuse-port             set SO_REUSEPORT (run one serve per core)\n"
+    "Secrets (flags override the environment; a configured secret is always checked):\n"
+    "  --verification-token T   env LARK_VERIFICATION_TOKEN\n"
+    "  --encrypt-key K          env LARK_ENCRYPT_KEY\n"
+    "  --app-id ID              env LARK_APP_ID\n"
+    "  --app-secret S           env LARK_APP_SECRET\n"
+    "Behaviour:\n"
+    "  --db PATH                SQLite store (default cardgate.db)\n"
+    "  --workflow FILE          load a workflow (repeatable); replaces the built-ins\n"
+    "  --no-builtin             load no built-in workflow\n"
+    "  --deadline-ms MS         answer by itself after (default 2500)\n"
+    "  --replay-window S        reject timestamps further than S seconds from now (default off)\n"
+    "  --config FILE            JSON file with any of the options above, keys spelt\n"
+    "                           with underscores: {\"port\": 8080, \"db\": \"x.db\", ...}\n"
+    "Logging:\n"
+    "  --log-format text|json   (default text, on stderr)\n"
+    "  --log-level L            debug, info, warn, error (default info)\n"
+    "\n"
+    "When ready it prints 'cardgate: listening on http://HOST:PORT' and a\n"
+    "'cardgate trigger' line that clicks the demo card.\n";
+
+enum {
+  O_HOST = 256, O_PORT, O_DB, O_CARD_PATH, O_EVENT_PATH, O_VTOKEN, O_EKEY, O_APPID,
+  O_APPSECRET, O_DEADLINE, O_REPLAY, O_MAXBODY, O_HTO, O_BTO, O_ITO, O_MAXCONN,
+  O_WORKFLOW, O_NOBUILTIN, O_LOGFMT, O_LOGLEVEL, O_CONFIG, O_REUSEPORT
+};
+
+static const struct option serve_opts[] = {
+    {"host", required_argument, 0, O_HOST},
+    {"port", required_argument, 0, O_PORT},
+    {"db", required_argument, 0, O_DB},
+    {"card-path", required_argument, 0, O_CARD_PATH},
+    {"event-path", required_argument, 0, O_EVENT_PATH},
+    {"verification-token", required_argument, 0, O_VTOKEN},
+    {"encrypt-key", required_argument, 0, O_EKEY},
+    {"app-id", required_argument, 0, O_APPID},
+    {"app-secret", required_argument, 0, O_APPSECRET},
+    {"deadline-ms", required_argument, 0, O_DEADLINE},
+    {"replay-window", required_argument, 0, O_REPLAY},
+    {"max-body", required_argument, 0, O_MAXBODY},
+    {"header-timeout-ms", required_argument, 0, O_HTO},
+    {"body-timeout-ms", required_argument, 0, O_BTO},
+    {"idle-timeout-ms", required_argument, 0, O_ITO},
+    {"max-connections", required_argument, 0, O_MAXCONN},
+    {"workflow", required_argument, 0, O_WORKFLOW},
+    {"no-builtin", no_argument, 0, O_NOBUILTIN},
+    {"log-format", required_argument, 0, O_LOGFMT},
+    {"log-level", required_argument, 0, O_LOGLEVEL},
+    {"config", required_argument, 0, O_CONFIG},
+    {"reuse-port", no_argument, 0, O_REUSEPORT},
+    {"help", no_argument, 0, 'h'},
+    {0, 0, 0, 0}};
+
+static int parse_num(const char *opt, const char *s, long lo, long hi, long *out) {
+  int64_t v;
+  if (!s || cg_parse_i64(s, strlen(s), &v) != 0 || v < lo || v > hi)
+    return cg_cli_usage_error("serve", "--%s expects a whole number from %ld to %ld, got '%s'", opt, lo, hi,
+                              s ? s : "");
+  *out = (long)v;
+  return 0;
+}
+
+/* Applies one option (from a flag or the config file). The string must live
+ * as long as the cfg (argv or the config's JSON tree). */
+static int apply(serve_cfg *c, int id, const char *name, const char *v) {
+  long n;
+  switch (id) {
+    case O_HOST: c->host = v; break;
+    case O_PORT:
+      if (parse_num(name, v, 0, 65535, &n)) return 2;
+      c->port = (int)n;
+      break;
+    case O_DB: c->db = v; break;
+    case O_CARD_PATH:
+    case O_EVENT_PATH:
+      if (!v || v[0] != '/') return cg_cli_usage_error("serve", "--%s must start with '/', got '%s'", name, v ? v : "");
+      if (id == O_CARD_PATH) c->card_path = v;
+      else c->event_path = v;
+      break;
+    case O_VTOKEN: c->verification_token = v; break;
+    case O_EKEY: c->encrypt_key = v; break;
+    case O_APPID: c->app_id = v; break;
+    case O_APPSECRET: c->app_secret = v; break;
+    case O_DEADLINE: return parse_num(name, v, 10, 60000, &c->deadline_ms);
+    case O_REPLAY: return parse_num(name, v, 0, 86400 * 7, &c->replay_window_s);
+    case O_MAXBODY: return parse_num(name, v, 256, 16 * 1024 * 1024, &c->max_body);
+    case O_HTO: return parse_num(name, v, 10, 600000, &c->header_timeout_ms);
+    case O_BTO: return parse_num(name, v, 10, 600000, &c->body_timeout_ms);
+    case O_ITO: return parse_num(name, v, 10, 3600000, &c->idle_timeout_ms);
+    case O_MAXCONN: return parse_num(name, v, 1, 1000000, &c->max_connections);
+    case O_WORKFLOW:
+      if (c->nworkflows == MAX_WORKFLOWS) return cg_cli_usage_error("serve", "at most %d --workflow files", MAX_WORKFLOWS);
+      c->workflows[c->nworkflows++] = v;
+      break;
+    case O_NOBUILTIN: c->no_builtin = 1; break;
+    case O_REUSEPORT: c->reuse_port = 1; break;
+    case O_LOGFMT:
+      if (!strcmp(v, "json")) c->log_json = 1;
+      else if (!strcmp(v, "text")) c->log_json = 0;
+      else return cg_cli_usage_error("serve", "--log-format is 'text' or 'json', got '%s'", v);
+      break;
+    case O_LOGLEVEL:
+      c->log_level = cg_cli_log_level(v);
+      if (c->log_level < 0) return cg_cli_usage_error("serve", "--log-level is debug, info, warn or error, got '%s'", v);
+      break;
+    default: return 2;
+  }
+  return 0;
+}
+
+/* Reads the JSON config file: keys are option names with '_' for '-'. */
+static int load_config(serve_cfg *c, const char *path, json_t **keep) {
+  json_error_t je;
+  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+  if (!root) {
+    fprintf(stderr, "cardgate serve: config %s: line %d column %d: %s\n", path, je.line, je.column, je.text);
+    return 2;
+  }
+  if (!json_is_object(root)) {
+    fprintf(stderr, "cardgate serve: config %s: the top level must be a JSON object\n", path);
+    json_decref(root);
+    return 2;
+  }
+  *keep = root;
+  const char *key;
+  json_t *val;
+  json_object_foreach(root, key, val) {
+    char name[64];
+    cg_strlcpy(name, key, sizeof(name));
+    for (char *p = name; *p; p++)
+      if (*p == '_') *p = '-';
+    const struct option *o = NULL;
+    for (const struct option *it = serve_opts; it->name; it++)
+      if (!strcmp(it->name, name) && it->val != O_CONFIG && it->val != 'h') o = it;
+    if (!o) {
+      fprintf(stderr, "cardgate serve: config %s: unknown key \"%s\" (see 'cardgate serve --help')\n", path, key);
+      return 2;
+    }
+    if (o->val == O_WORKFLOW && json_is_array(val)) {
+      size_t i;
+      json_t *w;
+      json_array_foreach(val, i, w) {
+        if (!json_is_string(w)) {
+          fprintf(stderr, "cardgate serve: config %s: $.%s[%zu] must be a string\n", path, key, i);
+          return 2;
+        }
+        if (apply(c, O_WORKFLOW, name, json_string_value(w))) return 2;
+      }
+      continue;
+    }
+    if (o->has_arg == no_argument) {
+      if (!json_is_boolean(val)) {
+        fprintf(stderr, "cardgate serve: config %s: $.%s must be true or false\n", path, key);
+        return 2;
+      }
+      if (json_is_true(val) && apply(c, o->val, name, NULL)) return 2;
+      continue;
+    }
+    const char *s;
+    char num[32];
+    if (json_is_string(val)) {
+      s = json_string_value(val);
+    } else if (json_is_integer(val)) {
+      cg_fmt(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(val));
+      json_object_set_new(root, key, json_string(num)); /* keep the string alive */
+      s = json_string_value(json_object_get(root, key));
+    } else {
+      fprintf(stderr, "cardgate serve: config %s: $.%s must be a string or a number\n", path, key);
+      return 2;
+    }
+    if (apply(c, o->val, name, s)) return 2;
+  }
+  return 0;
+}
+
+typedef struct serve_state {
+  uv_loop_t *loop;
+  cg_server *server;
+  uv_signal_t sigint;
+  uv_signal_t sigterm;
+  cg_app *app;
+  int stopping;
+} serve_state;
+
+static void server_closed(void *ud) {
+  serve_state *st = ud;
+  st->server = NULL;
+  uv_close((uv_handle_t *)&st->sigint, NULL);
+  uv_close((uv_handle_t *)&st->sigterm, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  serve_state *st = h->data;
+  if (st->stopping) return;
+  st->stopping = 1;
+  cg_log_level lvl = CG_LOG_INFO;
+  (void)lvl;
+  fprintf(stderr, "cardgate: %s received, draining in-flight requests and stopping\n",
+          signum == SIGINT ? "SIGINT" : "SIGTERM");
+  cg_server_close(st->server, server_closed, st);
+}
+
+static int add_workflows(cg_app *app, const serve_cfg *c) {
+  char err[512];
+  int rc;
+  if (c->nworkflows > 0) {
+    for (int i = 0; i < c->nworkflows; i++) {
+      cg_workflow *wf = cg_workflow_load_file(c->workflows[i], err, sizeof(err), &rc);
+      if (!wf) {
+        fprintf(stderr, "cardgate serve: %s\n", err);
+        return 1;
+      }
+      const char *name = cg_workflow_name(wf);
+      if ((rc = cg_app_add_workflow(app, wf)) != 0) {
+        fprintf(stderr, "cardgate serve: %s: %s\n", c->workflows[i], cg_app_last_error(app));
+        return 1;
+      }
+      (void)name;
+    }
+    return 0;
+  }
+  if (c->no_builtin) return 0;
+  for (size_t i = 0; cg_workflow_builtin_name(i); i++) {
+    cg_workflow *wf = cg_workflow_load_builtin(cg_workflow_builtin_name(i), err, sizeof(err), &rc);
+    if (!wf) {
+      fprintf(stderr, "cardgate serve: built-in workflow: %s\n", err);
+      return 1;
+    }
+    if ((rc = cg_app_add_workflow(app, wf)) != 0) {
+      fprintf(stderr, "cardgate serve: built-in workflow: %s\n", cg_app_last_error(app));
+      return 1;
+    }
+  }
+  return 0;
+}
+
+int cg_cli_serve(int argc, char **argv) {
+  serve_cfg c;
+  memset(&c, 0, sizeof(c));
+  c.host = "127.0.0.1";
+  c.port = 8080;
+  c.db = "cardgate.db";
+  c.log_level = CG_LOG_INFO;
+  json_t *config = NULL;
+  int rc = 0;
+
+  /* The config file first, so that the environment and flags override it. */
+  for (int i = 1; i < argc; i++) {
+    const char *cf = NULL;
+    if (!strcmp(argv[i], "--config") && i + 1 < argc) cf = argv[i + 1];
+    else if (!strncmp(argv[i], "--config=", 9)) cf = argv[i] + 9;
+    if (cf && (rc = load_config(&c, cf, &config)) != 0) goto out_early;
+  }
+  if (cg_cli_env("LARK_VERIFICATION_TOKEN")) c.verification_token = cg_cli_env("LARK_VERIFICATION_TOKEN");
+  if (cg_cli_env("LARK_ENCRYPT_KEY")) c.encrypt_key = cg_cli_env("LARK_ENCRYPT_KEY");
+  if (cg_cli_env("LARK_APP_ID")) c.app_id = cg_cli_env("LARK_APP_ID");
+  if (cg_cli_env("LARK_APP_SECRET")) c.app_secret = cg_cli_env("LARK_APP_SECRET");
+
+  int ch;
+  opterr = 0;
+  while ((ch = getopt_long(argc, argv, ":h", serve_opts, NULL)) != -1) {
+    if (ch == 'h') {
+      fputs(serve_help, stdout);
+      rc = 0;
+      goto out_early;
+    }
+    if (ch == '?') {
+      rc = cg_cli_usage_error("serve", "unknown option '%s'", argv[optind - 1]);
+      goto out_early;
+    }
+    if (ch == ':') {
+      rc = cg_cli_usage_error("serve", "option '%s' needs a value", argv[optind - 1]);
+      goto out_early;
+    }
+    if (ch == O_CONFIG) continue;
+    const char *name = "";
+    for (const struct option *o = serve_opts; o->name; o++)
+      if (o->val == ch) name = o->name;
+    if ((rc = apply(&c, ch, name, optarg)) != 0) goto out_early;
+  }
+  if (optind < argc) {
+    rc = cg_cli_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    goto out_early;
+  }
+
+  cg_cli_log sink = {c.log_json};
+  char err[512];
+  int e = 0;
+  cg_store *store = cg_store_open(c.db, err, sizeof(err), &e);
+  if (!store) {
+    fprintf(stderr, "cardgate serve: cannot open the store %s: %s\n", c.db, err);
+    rc = 1;
+    goto out_early;
+  }
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cg_app_options ao;
+  cg_app_options_init(&ao);
+  ao.lark_verification_token = c.verification_token;
+  ao.lark_encrypt_key = c.encrypt_key;
+  ao.lark_app_id = c.app_id;
+  ao.lark_app_secret = c.app_secret;
+  if (c.deadline_ms) ao.deadline_ms = (uint32_t)c.deadline_ms;
+  ao.replay_window_s = (uint32_t)c.replay_window_s;
+  ao.store = store;
+  ao.log = cg_cli_log_fn;
+  ao.log_ud = &sink;
+  ao.log_level = (cg_log_level)c.log_level;
+  cg_app *app = cg_app_new(&loop, &ao, &e);
+  if (!app) {
+    fprintf(stderr, "cardgate serve: cannot create the app: %s\n", cg_strerror(e));
+    rc = 1;
+    goto out_store;
+  }
+  if (add_workflows(app, &c) != 0) {
+    rc = 1;
+    goto out_app;
+  }
+
+  cg_server_options so;
+  cg_server_options_init(&so);
+  so.host = c.host;
+  so.port = c.port;
+  if (c.card_path) so.card_path = c.card_path;
+  if (c.event_path) so.event_path = c.event_path;
+  if (c.max_body) so.max_body = (size_t)c.max_body;
+  if (c.header_timeout_ms) so.header_timeout_ms = (uint32_t)c.header_timeout_ms;
+  if (c.body_timeout_ms) so.body_timeout_ms = (uint32_t)c.body_timeout_ms;
+  if (c.idle_timeout_ms) so.idle_timeout_ms = (uint32_t)c.idle_timeout_ms;
+  if (c.max_connections) so.max_connections = (uint32_t)c.max_connections;
+  so.reuse_port = c.reuse_port;
+  serve_state st;
+  memset(&st, 0, sizeof(st));
+  st.loop = &loop;
+  st.app = app;
+  st.server = cg_server_new(app, &so, &e);
+  if (!st.server) {
+    fprintf(stderr, "cardgate serve: cannot create the server: %s\n", cg_strerror(e));
+    rc = 1;
+    goto out_app;
+  }
+  if ((e = cg_server_listen(st.server)) != 0) {
+    fprintf(stderr, "cardgate serve: cannot listen on %s:%d: %s\n", c.host, c.port, cg_strerror(e));
+    cg_server_close(st.server, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = 1;
+    goto out_app;
+  }
+  if (!c.verification_token && !c.encrypt_key)
+    cg_cli_log_fn(CG_LOG_WARN, "serve",
+                  "no LARK_VERIFICATION_TOKEN or LARK_ENCRYPT_KEY configured: callbacks are NOT verified "
+                  "(development mode); set them to the values in the developer console",
+                  &sink);
+  int port = cg_server_port(st.server);
+  const char *card_path = c.card_path ? c.card_path : "/webhook/card";
+  printf("cardgate: listening on http://%s:%d (card callbacks: %s, events: %s, store: %s)\n", c.host, port,
+         card_path, c.event_path ? c.event_path : "/webhook/event", c.db);
+  printf("cardgate: click the demo card with:\n"
+         "  build/cardgate trigger --url http://%s:%d%s --message-id om_demo_1 "
+         "--value '{\"button_type\":\"public_publish\",\"button_id\":\"1626958617426\"}'\n",
+         c.host, port, card_path);
+  fflush(stdout);
+
+  uv_signal_init(&loop, &st.sigint);
+  uv_signal_init(&loop, &st.sigterm);
+  st.sigint.data = st.sigterm.data = &st;
+  uv_signal_start(&st.sigint, on_signal, SIGINT);
+  uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+  signal(SIGPIPE, SIG_IGN);
+
+  uv_run(&loop, UV_RUN_DEFAULT);
+  fprintf(stderr, "cardgate: stopped\n");
+
+out_app:
+  cg_app_free(app);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&loop) != 0) fprintf(stderr, "cardgate: warning: loop closed with handles open\n");
+out_store:
+  cg_store_close(store);
+out_early:
+  json_decref(config);
+  return rc;
+}

@@ -1,0 +1,677 @@
+/* The app core: verify + decode (through the codec), duplicate suppression,
+ * routing, the handler call with a deadline, encoding the answer.
+ * Platform-neutral apart from the choice of codec; never sees a signature. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../common/common.h"
+#include "../../common/limits.h"
+#include "../codec/lark_webhook.h"
+#include "action_int.h"
+#include "app_int.h"
+#include "dedupe.h"
+#include "reply_int.h"
+#include "router.h"
+#include "workflow_int.h"
+
+typedef struct route {
+  cg__match *match;         /* expression route, or NULL */
+  cg_predicate_fn pred;     /* predicate route, or NULL */
+  void *pred_ud;
+  cg_handler_fn handler;
+  void *ud;
+} route;
+
+struct cg_app {
+  uv_loop_t *loop;
+  char *verification_token;
+  char *encrypt_key;
+  char *app_id;
+  char *app_secret;
+  cg__lark_secrets secrets;
+  uint32_t deadline_ms;
+  uint32_t dedupe_ttl_s;
+  cg_store *store;
+  cg_log_fn log;
+  void *log_ud;
+  cg_log_level log_level;
+
+  route *routes;
+  size_t nroutes;
+  size_t cap;
+  cg_handler_fn fallback;
+  void *fallback_ud;
+  cg_workflow **workflows;
+  size_t nworkflows;
+
+  cg__dedupe *dedupe;
+  cg_buf enc; /* reusable encode buffer (loop thread only) */
+  struct cg_responder *live; /* responders not yet finished */
+  char last_error[512];
+};
+
+/* A responder lives from dispatch until both the handler has responded and
+ * the deadline timer (if it was ever started) is closed. */
+struct cg_responder {
+  cg_app *app; /* NULL once the app is freed */
+  cg__action_rec *action;
+  cg_http_done_fn done;
+  void *done_ud;
+  uv_timer_t timer;
+  uint64_t start_ms;    /* loop time at dispatch */
+  unsigned timer_init : 1;
+  unsigned answered : 1;  /* the transport has its answer */
+  unsigned responded : 1; /* the handler called cg_respond */
+  unsigned closing : 1;
+  unsigned in_dispatch : 1; /* inside the handler call: do not free yet */
+  const char *event_id; /* dedupe key (schema 2.0), borrowed from action, or NULL */
+  struct cg_responder *prev, *next;
+};
+
+/* ---------------------------------------------------------------- logging */
+
+void cg__log(const cg_app *app, cg_log_level level, const char *component,
+             const char *fmt, ...) {
+  if (!app || !app->log || level < app->log_level) return;
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  app->log(level, component, line, app->log_ud);
+}
+
+uv_loop_t *cg__app_loop(const cg_app *app) { return app->loop; }
+cg_store *cg__app_store(const cg_app *app) { return app->store; }
+const char *cg_app_last_error(const cg_app *app) { return app->last_error; }
+
+/* ------------------------------------------------------------ life cycle */
+
+void cg_app_options_init(cg_app_options *o) {
+  memset(o, 0, sizeof(*o));
+  o->deadline_ms = 2500;
+  o->dedupe_ttl_s = 86400;
+  o->log_level = CG_LOG_INFO;
+}
+
+static char *dup_secret(const char *s) { return cg_str_empty(s) ? NULL : cg_strdup(s); }
+
+cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
+  int rc = CG_ENOMEM;
+  if (!loop || !o) {
+    if (err) *err = CG_EINVAL;
+    return NULL;
+  }
+  cg_app *app = calloc(1, sizeof(*app));
+  if (!app) goto fail;
+  app->loop = loop;
+  app->verification_token = dup_secret(o->lark_verification_token);
+  app->encrypt_key = dup_secret(o->lark_encrypt_key);
+  app->app_id = dup_secret(o->lark_app_id);
+  app->app_secret = dup_secret(o->lark_app_secret);
+  if ((!cg_str_empty(o->lark_verification_token) && !app->verification_token) ||
+      (!cg_str_empty(o->lark_encrypt_key) && !app->encrypt_key) ||
+      (!cg_str_empty(o->lark_app_id) && !app->app_id) ||
+      (!cg_str_empty(o->lark_app_secret) && !app->app_secret))
+    goto fail;
+  app->secrets.verification_token = app->verification_token;
+  app->secrets.encrypt_key = app->encrypt_key;
+  app->secrets.replay_window_s = o->replay_window_s;
+  app->deadline_ms = o->deadline_ms ? o->deadline_ms : 2500;
+  app->dedupe_ttl_s = o->dedupe_ttl_s ? o->dedupe_ttl_s : 86400;
+  app->store = o->store;
+  app->log = o->log;
+  app->log_ud = o->log_ud;
+  app->log_level = o->log_level;
+  app->dedupe = cg__dedupe_new(CG_LIMIT_DEDUPE_ENTRIES);
+  if (!app->dedupe) goto fail;
+  cg_buf_init(&app->enc, CG_LIMIT_BODY_HARD);
+  if (err) *err = 0;
+  return app;
+fail:
+  if (app) {
+    free(app->verification_token);
+    free(app->encrypt_key);
+    free(app->app_id);
+    free(app->app_secret);
+    free(app);
+  }
+  if (err) *err = rc;
+  return NULL;
+}
+
+static void responder_maybe_free(struct cg_responder *r);
+
+void cg_app_free(cg_app *app) {
+  if (!app) return;
+  /* Detach responders still waiting on a handler: their replies are dropped
+   * and no callback into the transport runs any more. */
+  for (struct cg_responder *r = app->live, *next; r; r = next) {
+    next = r->next;
+    r->app = NULL;
+    r->answered = 1;
+    r->prev = r->next = NULL;
+    if (r->timer_init && !r->closing) uv_timer_stop(&r->timer);
+  }
+  app->live = NULL;
+  for (size_t i = 0; i < app->nroutes; i++) cg__match_free(app->routes[i].match);
+  free(app->routes);
+  for (size_t i = 0; i < app->nworkflows; i++) cg_workflow_free(app->workflows[i]);
+  free(app->workflows);
+  cg__dedupe_free(app->dedupe);
+  cg_buf_free(&app->enc);
+  if (app->verification_token) memset(app->verification_token, 0, strlen(app->verification_token));
+  if (app->encrypt_key) memset(app->encrypt_key, 0, strlen(app->encrypt_key));
+  if (app->app_secret) memset(app->app_secret, 0, strlen(app->app_secret));
+  free(app->verification_token);
+  free(app->encrypt_key);
+  free(app->app_id);
+  free(app->app_secret);
+  free(app);
+}
+
+/* ----------------------------------------------------------------- routes */
+
+static int add_route(cg_app *app, route rt) {
+  if (app->nroutes >= CG_LIMIT_ROUTES) {
+    cg_fmt(app->last_error, sizeof(app->last_error), "too many routes (limit %u)", CG_LIMIT_ROUTES);
+    return CG_EINVAL;
+  }
+  if (app->nroutes == app->cap) {
+    size_t ncap = app->cap ? app->cap * 2 : 8;
+    route *n = realloc(app->routes, ncap * sizeof(*n));
+    if (!n) return CG_ENOMEM;
+    app->routes = n;
+    app->cap = ncap;
+  }
+  app->routes[app->nroutes++] = rt;
+  return 0;
+}
+
+int cg_app_route(cg_app *app, const char *match, cg_handler_fn handler, void *ud) {
+  if (!app || !handler) return CG_EINVAL;
+  char err[256];
+  route rt = {0};
+  rt.match = cg__match_compile(match, err, sizeof(err));
+  if (!rt.match) {
+    cg_fmt(app->last_error, sizeof(app->last_error), "route \"%.200s\": %s", match ? match : "", err);
+    return CG_EINVAL;
+  }
+  rt.handler = handler;
+  rt.ud = ud;
+  int rc = add_route(app, rt);
+  if (rc) cg__match_free(rt.match);
+  app->last_error[0] = '\0';
+  return rc;
+}
+
+int cg_app_route_fn(cg_app *app, cg_predicate_fn pred, void *pred_ud,
+                    cg_handler_fn handler, void *ud) {
+  if (!app || !pred || !handler) return CG_EINVAL;
+  route rt = {0};
+  rt.pred = pred;
+  rt.pred_ud = pred_ud;
+  rt.handler = handler;
+  rt.ud = ud;
+  return add_route(app, rt);
+}
+
+void cg_app_fallback(cg_app *app, cg_handler_fn handler, void *ud) {
+  app->fallback = handler;
+  app->fallback_ud = ud;
+}
+
+static const route *find_route(const cg_app *app, const cg_action *a) {
+  for (size_t i = 0; i < app->nroutes; i++) {
+    const route *rt = &app->routes[i];
+    if (rt->match ? cg__match_eval(rt->match, a) : rt->pred(a, rt->pred_ud)) return rt;
+  }
+  return NULL;
+}
+
+/* -------------------------------------------------------------- answering */
+
+static void finish_answer(struct cg_responder *r, int status, const char *body, size_t len);
+
+static void responder_unlink(struct cg_responder *r) {
+  if (!r->app) return;
+  if (r->prev) r->prev->next = r->next;
+  else if (r->app->live == r) r->app->live = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+}
+
+static void timer_closed(uv_handle_t *h) {
+  struct cg_responder *r = CG_CONTAINER_OF(h, struct cg_responder, timer);
+  r->timer_init = 0;
+  responder_maybe_free(r);
+}
+
+/* Frees r once the handler has responded, the transport has its answer and
+ * the timer (if any) is closed. */
+static void responder_maybe_free(struct cg_responder *r) {
+  if (!r->responded || !r->answered || r->in_dispatch) return;
+  if (r->timer_init) {
+    if (!r->closing) {
+      r->closing = 1;
+      uv_close((uv_handle_t *)&r->timer, timer_closed);
+    }
+    return;
+  }
+  responder_unlink(r);
+  cg__action_free(r->action);
+  free(r);
+}
+
+/* Hands (status, body) to the transport, and remembers it for redeliveries. */
+static void finish_answer(struct cg_responder *r, int status, const char *body, size_t len) {
+  cg_app *app = r->app;
+  r->answered = 1;
+  if (r->timer_init && !r->closing) uv_timer_stop(&r->timer);
+  if (!app) return;
+  if (r->event_id) {
+    cg__dedupe_answer(app->dedupe, r->event_id, status, body, len);
+    if (app->store) cg__app_store_seen_answer(app, r->event_id, status, body);
+  }
+  r->done(status, body, len, r->done_ud);
+}
+
+static void answer_keep(struct cg_responder *r) {
+  cg_app *app = r->app;
+  int status = 200;
+  cg_buf_reset(&app->enc);
+  if (cg__lark_encode_reply(&r->action->pub, NULL, &status, &app->enc) != 0) {
+    finish_answer(r, 200, "{}", 2);
+    return;
+  }
+  finish_answer(r, status, app->enc.data, app->enc.len);
+}
+
+static void deadline_fired(uv_timer_t *t) {
+  struct cg_responder *r = CG_CONTAINER_OF(t, struct cg_responder, timer);
+  if (r->answered || !r->app) return;
+  cg__log(r->app, CG_LOG_WARN, "core",
+          "handler did not answer %s %s within %u ms: answered \"keep the card\"; its late result will be dropped",
+          cg_kind_name(r->action->pub.kind),
+          r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
+          r->app->deadline_ms);
+  answer_keep(r);
+}
+
+int cg_respond(cg_responder *r, cg_reply *reply) {
+  if (!r) {
+    cg_reply_free(reply);
+    return CG_EINVAL;
+  }
+  if (r->responded) {
+    cg_reply_free(reply);
+    return CG_EALREADY;
+  }
+  r->responded = 1;
+  if (r->answered) {
+    if (r->app)
+      cg__log(r->app, CG_LOG_WARN, "core",
+              "late answer for %s dropped after %llu ms (the deadline had passed; cardgate answered \"keep the card\")",
+              r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
+              (unsigned long long)(uv_now(r->app->loop) - r->start_ms));
+    cg_reply_free(reply);
+    responder_maybe_free(r);
+    return CG_ETIMEDOUT;
+  }
+  cg_app *app = r->app;
+  int status = 200;
+  cg_buf_reset(&app->enc);
+  int rc = cg__lark_encode_reply(&r->action->pub, reply, &status, &app->enc);
+  cg_reply_free(reply);
+  if (rc != 0) {
+    cg__log(app, CG_LOG_ERROR, "core", "could not encode the handler's reply (%s): answered \"keep the card\"",
+            cg_strerror(rc));
+    answer_keep(r);
+  } else {
+    finish_answer(r, status, app->enc.data, app->enc.len);
+  }
+  responder_maybe_free(r);
+  return 0;
+}
+
+const cg_action *cg_responder_action(const cg_responder *r) { return &r->action->pub; }
+
+uint64_t cg_responder_remaining_ms(const cg_responder *r) {
+  if (!r->app || r->answered) return 0;
+  uint64_t el = uv_now(r->app->loop) - r->start_ms;
+  return el >= r->app->deadline_ms ? 0 : r->app->deadline_ms - el;
+}
+
+/* --------------------------------------------------------------- dispatch */
+
+static void dispatch(struct cg_responder *r) {
+  cg_app *app = r->app;
+  const cg_action *a = &r->action->pub;
+  const route *rt = find_route(app, a);
+  cg_handler_fn h = rt ? rt->handler : app->fallback;
+  void *ud = rt ? rt->ud : app->fallback_ud;
+  if (!h) {
+    cg__log(app, CG_LOG_INFO, "core", "no route for %s %s (tag %s): answered \"keep the card\"",
+            cg_format_name(a->format), cg_kind_name(a->kind), a->tag ? a->tag : "-");
+    r->responded = 1;
+    answer_keep(r);
+    responder_maybe_free(r);
+    return;
+  }
+  r->start_ms = uv_now(app->loop);
+  h(a, r, ud);
+  /* r may be gone now if the handler answered inline. */
+}
+
+/* Called after dispatch returns for responders still waiting: arm the
+ * deadline. Kept out of dispatch so inline answers cost no timer. */
+static void arm_deadline(struct cg_responder *r) {
+  cg_app *app = r->app;
+  uint64_t el = uv_now(app->loop) - r->start_ms;
+  uint64_t left = el >= app->deadline_ms ? 0 : app->deadline_ms - el;
+  uv_timer_init(app->loop, &r->timer);
+  r->timer_init = 1;
+  uv_timer_start(&r->timer, deadline_fired, left, 0);
+}
+
+static void run(struct cg_responder *r) {
+  r->in_dispatch = 1;
+  dispatch(r);
+  r->in_dispatch = 0;
+  if (r->answered) {
+    responder_maybe_free(r);
+    return;
+  }
+  if (!r->app) return; /* the app was freed inside the handler */
+  arm_deadline(r);
+}
+
+static struct cg_responder *responder_new(cg_app *app, cg__action_rec *action,
+                                          cg_http_done_fn done, void *ud) {
+  struct cg_responder *r = calloc(1, sizeof(*r));
+  if (!r) return NULL;
+  r->app = app;
+  r->action = action;
+  r->done = done;
+  r->done_ud = ud;
+  r->next = app->live;
+  if (app->live) app->live->prev = r;
+  app->live = r;
+  return r;
+}
+
+/* ---------------------------------------------------- Lark HTTP requests */
+
+static void answer_error(cg_app *app, const cg__lark_error *e, cg_http_done_fn done, void *ud) {
+  cg_buf_reset(&app->enc);
+  if (cg__encode_error(e->code, e->msg, &app->enc) != 0) {
+    done(e->http_status, "{}", 2, ud);
+    return;
+  }
+  done(e->http_status, app->enc.data, app->enc.len, ud);
+}
+
+int cg_app_handle_lark_http(cg_app *app, cg_lark_endpoint ep,
+                            const cg_http_request *req, cg_http_done_fn done,
+                            void *ud) {
+  if (!app || !req || !done) return CG_EINVAL;
+  cg__lark_msg m;
+  cg__lark_error e;
+  memset(&m, 0, sizeof(m));
+  memset(&e, 0, sizeof(e));
+  int rc = cg__lark_decode(&app->secrets, ep, req, cg_now_ms(), &m, &e);
+  if (rc != 0) {
+    if (rc == CG_ENOMEM) return rc;
+    cg__log(app, CG_LOG_INFO, "lark", "rejected %s callback: %d %s",
+            ep == CG_LARK_ENDPOINT_CARD ? "card" : "event", e.http_status, e.msg);
+    answer_error(app, &e, done, ud);
+    return 0;
+  }
+  switch (m.type) {
+    case CG__LARK_MSG_CHALLENGE:
+      cg__log(app, CG_LOG_INFO, "lark", "answered a url_verification challenge");
+      cg_buf_reset(&app->enc);
+      if (cg__lark_encode_challenge(m.challenge, &app->enc) != 0) {
+        cg__lark_msg_clear(&m);
+        return CG_ENOMEM;
+      }
+      done(200, app->enc.data, app->enc.len, ud);
+      break;
+    case CG__LARK_MSG_EVENT:
+      cg__log(app, CG_LOG_INFO, "lark", "event %s (%s) has no handler in cardgate: answered {}",
+              m.event_type ? m.event_type : "(no type)", m.event_id ? m.event_id : "no id");
+      done(200, "{}", 2, ud);
+      break;
+    case CG__LARK_MSG_ACTION: {
+      cg__action_rec *a = m.action;
+      m.action = NULL;
+      struct cg_responder *r = responder_new(app, a, done, ud);
+      if (!r) {
+        cg__action_free(a);
+        cg__lark_msg_clear(&m);
+        return CG_ENOMEM;
+      }
+      cg__lark_msg_clear(&m);
+      if (a->pub.event_id) return cg__app_dedupe_then_run(app, r);
+      run(r);
+      return 0;
+    }
+  }
+  cg__lark_msg_clear(&m);
+  return 0;
+}
+
+/* ------------------------------------------- duplicate suppression (2.0) */
+
+typedef struct seen_work {
+  uv_work_t req;
+  cg_app *app;
+  struct cg_responder *r; /* NULL for answer writes */
+  cg_store *store;
+  char *event_id;
+  int64_t now_ms;
+  int64_t ttl_ms;
+  int rc;
+  int status;
+  char *body;
+} seen_work;
+
+static void seen_work_free(seen_work *w) {
+  free(w->event_id);
+  free(w->body);
+  free(w);
+}
+
+static void seen_answer_work(uv_work_t *req) {
+  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
+  w->rc = cg_store_seen_answer(w->store, w->event_id, w->status, w->body);
+}
+
+static void seen_answer_done(uv_work_t *req, int status) {
+  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
+  (void)status;
+  /* The app may be gone by now (freed while this ran): only the store and
+   * our own copies are touched here. */
+  seen_work_free(w);
+}
+
+void cg__app_store_seen_answer(cg_app *app, const char *event_id, int status, const char *body) {
+  seen_work *w = calloc(1, sizeof(*w));
+  if (!w) return;
+  w->store = app->store;
+  w->event_id = cg_strdup(event_id);
+  w->body = cg_strdup(body);
+  w->status = status;
+  if (!w->event_id || !w->body ||
+      uv_queue_work(app->loop, &w->req, seen_answer_work, seen_answer_done) != 0) {
+    cg__log(app, CG_LOG_WARN, "store", "could not record the answer to event %s for redeliveries", event_id);
+    seen_work_free(w);
+  }
+}
+
+static void seen_check_work(uv_work_t *req) {
+  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
+  w->rc = cg_store_seen_check(w->store, w->event_id, w->now_ms, w->ttl_ms, &w->status, &w->body);
+}
+
+static void seen_check_done(uv_work_t *req, int status) {
+  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
+  struct cg_responder *r = w->r;
+  (void)status;
+  if (!r->app) { /* app freed meanwhile */
+    r->responded = 1;
+    responder_maybe_free(r);
+    seen_work_free(w);
+    return;
+  }
+  cg_app *app = r->app;
+  if (w->rc == CG_EDUPLICATE) {
+    r->responded = 1;
+    if (w->body) {
+      cg__log(app, CG_LOG_INFO, "core", "duplicate event %s (seen by the store): replayed the first answer", w->event_id);
+      finish_answer(r, w->status ? w->status : 200, w->body, strlen(w->body));
+    } else {
+      cg__log(app, CG_LOG_WARN, "core",
+              "duplicate event %s: the first delivery was never answered (crash or another instance); not handled again, answered \"keep the card\"",
+              w->event_id);
+      answer_keep(r);
+    }
+    responder_maybe_free(r);
+  } else {
+    if (w->rc != 0)
+      cg__log(app, CG_LOG_WARN, "store", "duplicate check for event %s failed (%s); handling it",
+              w->event_id, cg_store_last_error(w->store));
+    run(r);
+  }
+  seen_work_free(w);
+}
+
+int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
+  const char *id = r->action->pub.event_id;
+  int status = 0;
+  const char *body = NULL;
+  size_t len = 0;
+  int64_t now = cg_now_ms();
+  int st = cg__dedupe_begin(app->dedupe, id, now, (int64_t)app->dedupe_ttl_s * 1000, &status, &body, &len);
+  if (st == CG__DEDUPE_ANSWERED || st == CG__DEDUPE_INFLIGHT) {
+    cg__log(app, CG_LOG_INFO, "core", "duplicate event %s: %s", id,
+            st == CG__DEDUPE_ANSWERED ? "replayed the first answer" : "answering with the first delivery's answer");
+    r->responded = 1;
+    if (st == CG__DEDUPE_ANSWERED) {
+      r->answered = 1;
+      r->done(status, body, len, r->done_ud);
+    } else if (cg__dedupe_wait(app->dedupe, id, r->done, r->done_ud) != 0) {
+      answer_keep(r);
+    } else {
+      r->answered = 1; /* the waiter list now owns the transport's callback */
+    }
+    responder_maybe_free(r);
+    return 0;
+  }
+  if (st < 0) {
+    r->responded = 1;
+    responder_maybe_free(r);
+    return st;
+  }
+  r->event_id = id;
+  if (!app->store) {
+    run(r);
+    return 0;
+  }
+  seen_work *w = calloc(1, sizeof(*w));
+  if (!w) {
+    run(r);
+    return 0;
+  }
+  w->r = r;
+  w->store = app->store;
+  w->event_id = cg_strdup(id);
+  w->now_ms = now;
+  w->ttl_ms = (int64_t)app->dedupe_ttl_s * 1000;
+  if (!w->event_id || uv_queue_work(app->loop, &w->req, seen_check_work, seen_check_done) != 0) {
+    seen_work_free(w);
+    run(r);
+  }
+  return 0;
+}
+
+/* -------------------------------------------------------------- workflows */
+
+typedef struct wf_work {
+  uv_work_t req;
+  const cg_workflow *wf;
+  cg_store *store;
+  struct cg_responder *r;
+  int64_t now_ms;
+  int rc;
+  cg_reply *reply;
+  char err[256];
+} wf_work;
+
+static void wf_work_run(uv_work_t *req) {
+  wf_work *w = CG_CONTAINER_OF(req, wf_work, req);
+  w->rc = cg__workflow_run(w->wf, w->store, &w->r->action->pub, w->now_ms, &w->reply, w->err, sizeof(w->err));
+}
+
+static void wf_work_done(uv_work_t *req, int status) {
+  wf_work *w = CG_CONTAINER_OF(req, wf_work, req);
+  (void)status;
+  struct cg_responder *r = w->r;
+  if (w->rc != 0 && r->app)
+    cg__log(r->app, CG_LOG_ERROR, "workflow", "workflow %s failed on %s: %s (%s): answered \"keep the card\"",
+            cg_workflow_name(w->wf), r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
+            w->err, cg_strerror(w->rc));
+  cg_respond(r, w->rc == 0 ? w->reply : NULL);
+  free(w);
+}
+
+static void wf_handler(const cg_action *a, cg_responder *r, void *ud) {
+  const cg_workflow *wf = ud;
+  cg_app *app = r->app;
+  (void)a;
+  wf_work *w = calloc(1, sizeof(*w));
+  if (!w) {
+    cg_respond(r, NULL);
+    return;
+  }
+  w->wf = wf;
+  w->store = app->store;
+  w->r = r;
+  w->now_ms = cg_now_ms();
+  int rc = uv_queue_work(app->loop, &w->req, wf_work_run, wf_work_done);
+  if (rc != 0) {
+    free(w);
+    cg__log(app, CG_LOG_ERROR, "workflow", "could not queue workflow %s: %s", cg_workflow_name(wf), cg_strerror(rc));
+    cg_respond(r, NULL);
+  }
+}
+
+int cg_app_add_workflow(cg_app *app, cg_workflow *wf) {
+  if (!app || !wf) {
+    cg_workflow_free(wf);
+    return CG_EINVAL;
+  }
+  if (!app->store) {
+    cg_fmt(app->last_error, sizeof(app->last_error), "workflow %s needs a store (cg_app_options.store)", cg_workflow_name(wf));
+    cg_workflow_free(wf);
+    return CG_ECONFIG;
+  }
+  cg_workflow **n = realloc(app->workflows, (app->nworkflows + 1) * sizeof(*n));
+  if (!n) {
+    cg_workflow_free(wf);
+    return CG_ENOMEM;
+  }
+  app->workflows = n;
+  int rc = cg_app_route(app, cg_workflow_match(wf), wf_handler, wf);
+  if (rc != 0) {
+    char msg[512];
+    cg_fmt(msg, sizeof(msg), "workflow %s: %s", cg_workflow_name(wf), app->last_error);
+    cg_strlcpy(app->last_error, msg, sizeof(app->last_error));
+    cg_workflow_free(wf);
+    return rc;
+  }
+  app->workflows[app->nworkflows++] = wf;
+  return 0;
+}

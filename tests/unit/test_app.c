@@ -1,0 +1,242 @@
+/* The app core (src/lib/core/app.c): routing, inline and later answers, the
+ * deadline, duplicate suppression, challenge and rejection paths — driven
+ * through cg_app_handle_lark_http on a real libuv loop. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cardgate.h"
+
+typedef struct answer {
+  int calls;
+  int status;
+  char body[2048];
+} answer;
+
+static void on_done(int status, const char *body, size_t len, void *ud) {
+  answer *a = ud;
+  a->calls++;
+  a->status = status;
+  snprintf(a->body, sizeof(a->body), "%.*s", (int)len, body);
+}
+
+static const char legacy_body[] =
+    "{\"open_id\":\"ou_1\",\"open_message_id\":\"om_1\",\"open_chat_id\":\"oc_1\",\"tenant_key\":\"t\","
+    "\"token\":\"c-1\",\"action\":{\"tag\":\"button\",\"value\":{\"button_type\":\"public_publish\"}}}";
+
+static const char v2_body[] =
+    "{\"schema\":\"2.0\",\"header\":{\"event_id\":\"ev-1\",\"event_type\":\"card.action.trigger\",\"token\":\"\","
+    "\"create_time\":\"1\",\"app_id\":\"cli_x\",\"tenant_key\":\"t\"},\"event\":{\"operator\":{\"open_id\":\"ou_1\"},"
+    "\"token\":\"c-1\",\"action\":{\"tag\":\"button\",\"value\":{\"k\":\"v\"}},"
+    "\"context\":{\"open_message_id\":\"om_1\",\"open_chat_id\":\"oc_1\"}}}";
+
+static cg_http_request req_of(const char *body) {
+  cg_http_request r;
+  memset(&r, 0, sizeof(r));
+  r.body = body;
+  r.body_len = strlen(body);
+  return r;
+}
+
+typedef struct fixture {
+  uv_loop_t loop;
+  cg_app *app;
+  int calls;
+  cg_responder *held;
+  uv_timer_t later;
+  int late_rc;
+} fixture;
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof(*f));
+  uv_loop_init(&f->loop);
+  cg_app_options o;
+  cg_app_options_init(&o);
+  o.deadline_ms = 100;
+  int err;
+  f->app = cg_app_new(&f->loop, &o, &err);
+  assert_non_null(f->app);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  cg_app_free(f->app);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  free(f);
+  return 0;
+}
+
+static void h_card(const cg_action *a, cg_responder *r, void *ud) {
+  fixture *f = ud;
+  f->calls++;
+  assert_string_equal(a->open_id, "ou_1");
+  assert_string_equal(a->message_id, "om_1");
+  int err;
+  cg_respond(r, cg_reply_card("{\"elements\":[]}", &err));
+}
+
+static void test_inline_answer(void **state) {
+  fixture *f = *state;
+  assert_int_equal(cg_app_route(f->app, "value.button_type == \"public_publish\"", h_card, f), 0);
+  answer a = {0};
+  cg_http_request rq = req_of(legacy_body);
+  assert_int_equal(cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a), 0);
+  assert_int_equal(a.calls, 1); /* answered before the call returned */
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.body, "{\"elements\":[]}");
+  assert_int_equal(f->calls, 1);
+}
+
+static void test_no_route_keeps(void **state) {
+  fixture *f = *state;
+  assert_int_equal(cg_app_route(f->app, "value.button_type == \"other\"", h_card, f), 0);
+  answer a = {0};
+  cg_http_request rq = req_of(legacy_body);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.body, "{}");
+  assert_int_equal(f->calls, 0);
+  /* the fallback takes it */
+  cg_app_fallback(f->app, h_card, f);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a);
+  assert_int_equal(a.calls, 2);
+  assert_string_equal(a.body, "{\"elements\":[]}");
+}
+
+static void later_cb(uv_timer_t *t) {
+  fixture *f = t->data;
+  int err;
+  f->late_rc = cg_respond(f->held, cg_reply_toast("success", "ok", &err));
+  f->held = NULL;
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void h_hold(const cg_action *a, cg_responder *r, void *ud) {
+  fixture *f = ud;
+  (void)a;
+  f->calls++;
+  f->held = r;
+  assert_true(cg_responder_remaining_ms(r) <= 100);
+}
+
+static void answer_later(fixture *f, uint64_t ms) {
+  uv_timer_init(&f->loop, &f->later);
+  f->later.data = f;
+  uv_timer_start(&f->later, later_cb, ms, 0);
+}
+
+static void test_async_answer_in_time(void **state) {
+  fixture *f = *state;
+  cg_app_route(f->app, NULL, h_hold, f);
+  answer a = {0};
+  cg_http_request rq = req_of(v2_body);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_EVENT, &rq, on_done, &a);
+  assert_int_equal(a.calls, 0);
+  answer_later(f, 20);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(f->late_rc, 0);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.body, "{\"toast\":{\"type\":\"success\",\"content\":\"ok\"}}");
+}
+
+static void test_deadline(void **state) {
+  fixture *f = *state;
+  cg_app_route(f->app, NULL, h_hold, f);
+  answer a = {0};
+  cg_http_request rq = req_of(legacy_body);
+  uint64_t t0 = uv_hrtime();
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a);
+  answer_later(f, 300);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(a.calls, 1); /* exactly once: the keep answer */
+  assert_string_equal(a.body, "{}");
+  assert_int_equal(f->late_rc, CG_ETIMEDOUT);
+  assert_true(uv_hrtime() - t0 >= 290 * 1000000ull);
+}
+
+static void test_duplicates(void **state) {
+  fixture *f = *state;
+  cg_app_route(f->app, NULL, h_hold, f);
+  answer a1 = {0}, a2 = {0}, a3 = {0};
+  cg_http_request rq = req_of(v2_body);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_EVENT, &rq, on_done, &a1);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_EVENT, &rq, on_done, &a2); /* while in flight */
+  answer_later(f, 20);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_EVENT, &rq, on_done, &a3); /* after */
+  assert_int_equal(f->calls, 1); /* handled once */
+  assert_int_equal(a1.calls, 1);
+  assert_int_equal(a2.calls, 1);
+  assert_int_equal(a3.calls, 1);
+  assert_string_equal(a1.body, a2.body);
+  assert_string_equal(a1.body, a3.body);
+}
+
+static void test_challenge_and_rejections(void **state) {
+  fixture *f = *state;
+  answer a = {0};
+  cg_http_request rq = req_of("{\"challenge\":\"abc\",\"token\":\"v\",\"type\":\"url_verification\"}");
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a);
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.body, "{\"challenge\":\"abc\"}");
+  rq = req_of("{\"open_id\":");
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a);
+  assert_int_equal(a.status, 400);
+  assert_non_null(strstr(a.body, "\"code\":30001"));
+  rq = req_of("{\"schema\":\"2.0\",\"header\":{\"event_type\":\"im.message.receive_v1\",\"event_id\":\"x\"},\"event\":{}}");
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_EVENT, &rq, on_done, &a);
+  assert_int_equal(a.status, 200);
+  assert_string_equal(a.body, "{}");
+  assert_int_equal(a.calls, 3);
+}
+
+static void test_route_errors(void **state) {
+  fixture *f = *state;
+  assert_int_equal(cg_app_route(f->app, "tga == \"x\"", h_card, f), CG_EINVAL);
+  assert_non_null(strstr(cg_app_last_error(f->app), "unknown field \"tga\""));
+  assert_int_equal(cg_app_route(f->app, NULL, NULL, f), CG_EINVAL);
+  assert_int_equal(cg_app_add_workflow(f->app, NULL), CG_EINVAL);
+}
+
+static void h_never(const cg_action *a, cg_responder *r, void *ud) {
+  fixture *f = ud;
+  (void)a;
+  f->held = r;
+}
+
+static void test_free_with_pending(void **state) {
+  fixture *f = *state;
+  cg_app_route(f->app, NULL, h_never, f);
+  answer a = {0};
+  cg_http_request rq = req_of(legacy_body);
+  cg_app_handle_lark_http(f->app, CG_LARK_ENDPOINT_CARD, &rq, on_done, &a);
+  cg_app_free(f->app);
+  f->app = NULL;
+  /* the handler answers after the app is gone: safe, dropped */
+  assert_int_equal(cg_respond(f->held, NULL), CG_ETIMEDOUT);
+  assert_int_equal(a.calls, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_inline_answer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_no_route_keeps, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_async_answer_in_time, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_challenge_and_rejections, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_route_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_free_with_pending, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
