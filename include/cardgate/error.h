@@ -34,13 +34,14 @@ extern "C" {
   XX(EUNSUPPORTED, -30013, "unsupported")                                     \
   XX(EIO, -30014, "input/output error")                                       \
   XX(ECONFIG, -30015, "configuration error")                                  \
-  XX(EALREADY, -30016, "already done")
+  XX(EALREADY, -30016, "already done")                                        \
+  XX(EBUSY, -30017, "overloaded: too many connections or requests")
 
 typedef enum {
 #define CG__ERR_ENUM(name, val, msg) CG_##name = (val),
   CG_ERRNO_MAP(CG__ERR_ENUM)
 #undef CG__ERR_ENUM
-  CG_ERRNO_MIN_ = -30017
+  CG_ERRNO_MIN_ = -30018
 } cg_errno_t;
 
 /* Human-readable message for any code this library returns (cardgate's own or

@@ -19,8 +19,10 @@ extern "C" {
 
 typedef struct cg_server cg_server;
 
+/* Numeric options left at 0 take their default. */
 typedef struct cg_server_options {
-  const char *host;          /* default "127.0.0.1" */
+  const char *host;          /* default "127.0.0.1"; a numeric IPv4/IPv6 address
+                                (brackets allowed) — no name lookup on the loop */
   int port;                  /* 0 = ephemeral (read it back with cg_server_port) */
   const char *card_path;     /* default "/webhook/card" */
   const char *event_path;    /* default "/webhook/event" */
@@ -46,7 +48,9 @@ CG_EXTERN int cg_server_listen(cg_server *s);
 /* The bound port (after a successful listen). */
 CG_EXTERN int cg_server_port(const cg_server *s);
 
-/* Stops accepting, closes idle connections, lets in-flight requests finish
+/* Must be called exactly once for every server cg_server_new returned (also
+ * when cg_server_listen failed: it is what frees the server).
+ * Stops accepting, closes idle connections, lets in-flight requests finish
  * (each is bounded by the app's deadline), then calls cb (once, never inside
  * this call) and frees the server. cb may be NULL. */
 typedef void (*cg_server_close_cb)(void *ud);

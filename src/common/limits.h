@@ -7,6 +7,9 @@
 #define CG_LIMIT_HEADER_BYTES (16u * 1024u)        /* all request headers */
 #define CG_LIMIT_HEADER_VALUE 1024u                /* one header value we keep */
 #define CG_LIMIT_URL 2048u                         /* request target */
+#define CG_LIMIT_HTTP_LINGER_MS 2000u             /* read-and-discard after a closing answer */
+#define CG_LIMIT_HTTP_OUT_HIGH_WATER (256u * 1024u) /* unsent answers before parsing pauses */
+#define CG_LIMIT_HTTP_REJECTING 256u               /* over-limit connections answered 503 at once */
 #define CG_LIMIT_JSON_DEPTH 64                     /* nesting in callback bodies */
 #define CG_LIMIT_ID 256u                           /* event ids, message ids */
 #define CG_LIMIT_CHALLENGE 1024u                   /* url_verification challenge */
