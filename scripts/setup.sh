@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libssl-dev
 for a in "$@"; do
   case "$a" in
     --test) pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev nodejs npm valgrind sqlite3) ;;
-    --bench) pkgs+=(wrk nginx-light nodejs npm util-linux) ;;
+    --bench) pkgs+=(wrk nginx-light nodejs npm util-linux procps) ;;
     *) echo "setup.sh: unknown option '$a' (use --test and/or --bench)" >&2; exit 2 ;;
   esac
 done
@@ -31,11 +31,8 @@ if ((${#missing[@]})); then
 fi
 
 for a in "$@"; do
-  if [ "$a" = --test ] && [ ! -d tests/interop/node_modules/@larksuiteoapi ]; then
+  if { [ "$a" = --test ] || [ "$a" = --bench ]; } && [ ! -d tests/interop/node_modules/@larksuiteoapi ]; then
     echo "setup: npm ci in tests/interop (official Lark Node SDK, pinned)"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
-  fi
-  if [ "$a" = --bench ] && [ ! -d bench/node_modules/@larksuiteoapi ]; then
-    (cd bench && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
