@@ -16,6 +16,9 @@ int cg_cli_cards(int argc, char **argv);
 int cg_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* How the program was invoked (argv[0] of main), for printed command lines. */
+extern const char *cg_cli_argv0;
+
 /* Value of the environment variable, or NULL when unset or empty. */
 const char *cg_cli_env(const char *name);
 

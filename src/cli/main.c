@@ -32,6 +32,8 @@ static void usage(FILE *f) {
           "Secrets come from LARK_VERIFICATION_TOKEN, LARK_ENCRYPT_KEY (and flags).\n");
 }
 
+const char *cg_cli_argv0 = "cardgate";
+
 int cg_cli_usage_error(const char *cmd, const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "cardgate %s: ", cmd);
@@ -48,6 +50,7 @@ const char *cg_cli_env(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 0 && argv[0]) cg_cli_argv0 = argv[0];
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -414,9 +414,9 @@ int cg_cli_serve(int argc, char **argv) {
   printf("cardgate: listening on http://%s:%d (card callbacks: %s, events: %s, store: %s)\n", c.host, port,
          card_path, c.event_path ? c.event_path : "/webhook/event", c.db);
   printf("cardgate: click the demo card with:\n"
-         "  build/cardgate trigger --url http://%s:%d%s --message-id om_demo_1 "
+         "  %s trigger --url http://%s:%d%s --message-id om_demo_1 "
          "--value '{\"button_type\":\"public_publish\",\"button_id\":\"1626958617426\"}'\n",
-         c.host, port, card_path);
+         cg_cli_argv0, c.host, port, card_path);
   fflush(stdout);
 
   uv_signal_init(&loop, &st.sigint);
