@@ -21,7 +21,8 @@ typedef struct cg_store cg_store;
 
 /* Opens (creating and migrating as needed) the store at url:
  * "sqlite:PATH", or a plain PATH (SQLite). ":memory:" is a private in-memory
- * database. Returns NULL and sets *err (CG_ESTORE, CG_EINVAL, CG_ENOMEM);
+ * database. Returns NULL and sets *err (CG_ESTORE, CG_EINVAL, CG_ENOMEM,
+ * CG_EUNSUPPORTED for "postgres://…": that backend is not built yet);
  * when errbuf is not NULL a message saying what was wrong is written there.
  * Caller frees with cg_store_close(). */
 CG_EXTERN cg_store *cg_store_open(const char *url, char *errbuf, size_t errlen,
@@ -54,13 +55,14 @@ CG_EXTERN void cg_card_record_clear(cg_card_record *r);
 CG_EXTERN int cg_store_card_get(cg_store *s, const char *message_id,
                                 cg_card_record *out);
 
-/* Inserts a new card with version 1 (rec->version is ignored). 0,
+/* Inserts a new card with version 1 (rec->version is ignored; created_at_ms
+ * and updated_at_ms are used when > 0, else the store's clock). 0,
  * CG_ECONFLICT when a card with that id exists, CG_EINVAL, CG_ESTORE. */
 CG_EXTERN int cg_store_card_insert(cg_store *s, const cg_card_record *rec);
 
 /* Compare-and-set: writes workflow/state/card/vars of rec for the card
  * rec->message_id only if its stored version equals expected_version, and
- * bumps the version. Exactly one of several concurrent writers with the same
+ * bumps the version and stamps updated_at_ms with the store's clock. Exactly one of several concurrent writers with the same
  * expected version wins. 0, CG_ECONFLICT (version moved on or card missing),
  * CG_ESTORE. */
 CG_EXTERN int cg_store_card_cas(cg_store *s, const cg_card_record *rec,
@@ -102,11 +104,13 @@ CG_EXTERN int cg_store_seen_check(cg_store *s, const char *event_id,
                                   int64_t now_ms, int64_t ttl_ms,
                                   int *reply_status, char **reply_body);
 
-/* Records the answer given to event_id, so a redelivery replays it. */
+/* Records the answer given to event_id, so a redelivery replays it.
+ * 0, CG_ENOTFOUND (event_id was never checked in), CG_ESTORE. */
 CG_EXTERN int cg_store_seen_answer(cg_store *s, const char *event_id,
                                    int status, const char *body);
 
-/* Message of the last failure on this thread's use of s ("" when none),
+/* Message of the last failure on this thread's use of s ("" after a success:
+ * every call clears it),
  * borrowed until the next call on s from this thread. */
 CG_EXTERN const char *cg_store_last_error(cg_store *s);
 

@@ -18,7 +18,7 @@ extern "C" {
 typedef struct cg_workflow cg_workflow;
 
 /* Loads and checks a workflow. On failure returns NULL, sets *err
- * (CG_EMALFORMED, CG_EIO, CG_ENOMEM) and writes to errbuf a message naming
+ * (CG_EMALFORMED, CG_EIO, CG_ENOMEM, CG_ETOOBIG over 4 MiB, CG_EINVAL for NULL) and writes to errbuf a message naming
  * the file, the JSON path and what is wrong, e.g.
  *   "workflows/approval.json: $.states.pending.on[0].to: unknown state "acepted"".
  * Caller frees with cg_workflow_free() (or hands it to cg_app_add_workflow). */

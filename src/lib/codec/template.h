@@ -2,9 +2,8 @@
  *
  * Every JSON string value (object keys are left alone) is scanned for
  * ${name}; name is [A-Za-z0-9_.]+ . "$${" yields a literal "${". The value
- * looked up replaces the whole placeholder inside the string; when a string
- * is exactly one placeholder and the lookup returns JSON (see lookup_json),
- * the string is replaced by that JSON value. */
+ * looked up replaces the placeholder inside the string (the result is always
+ * a string). */
 #ifndef CG_TEMPLATE_H
 #define CG_TEMPLATE_H
 
@@ -22,7 +21,8 @@ typedef const char *(*cg__tmpl_lookup_fn)(const char *name, size_t name_len,
 json_t *cg__template_render(const json_t *tmpl, cg__tmpl_lookup_fn lookup,
                             void *ud, char *err, size_t errlen);
 
-/* Renders a single string (e.g. a toast text). malloc'd; NULL on ENOMEM. */
+/* Renders a single string (e.g. a toast text). malloc'd; NULL on ENOMEM or
+ * when the output would pass CG_LIMIT_TEMPLATE_OUTPUT. */
 char *cg__template_render_str(const char *s, cg__tmpl_lookup_fn lookup,
                               void *ud);
 

@@ -11,7 +11,8 @@
 #include "cardgate/workflow.h"
 
 typedef struct cg__wf_outcome {
-  int changed;        /* 1 when a transition fired: state/vars/card below are new */
+  int changed;        /* 1 when a transition fired; state/vars/card below are
+                         always filled (unchanged copies when it did not) */
   char *new_state;    /* owned */
   json_t *new_vars;   /* owned object */
   json_t *new_card;   /* owned object: the card to store and answer */
@@ -32,7 +33,9 @@ int cg__workflow_step(const cg_workflow *wf, const cg_card_record *cur,
 /* Blocking driver for the thread pool: reads the card, steps, writes with
  * compare-and-set (a new card is inserted; on conflict it re-reads and steps
  * again, up to 8 times), appends the action history, and hands back the reply
- * (*reply owned by the caller). 0, or a negative code with err filled. */
+ * (*reply owned by the caller). 0, or a negative code with err filled; 0
+ * with a warning in err when only the history write failed (the click has
+ * taken effect). */
 int cg__workflow_run(const cg_workflow *wf, cg_store *store,
                      const cg_action *a, int64_t now_ms, cg_reply **reply,
                      char *err, size_t errlen);
