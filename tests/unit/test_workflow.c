@@ -953,6 +953,25 @@ static void test_broken_files(void **state) {
   assert_int_equal(err, CG_EINVAL);
   /* errbuf and err are optional. */
   assert_null(cg_workflow_load_string("{", NULL, NULL, 0, NULL));
+  /* "stateless" must be a boolean. */
+  text = q("{" BASE_HEAD BASE_STATES "'stateless':'yes','cards':{'c':{}}}");
+  assert_null(cg_workflow_load_string(text, "t.json", eb, sizeof eb, &err));
+  assert_string_equal(eb, "t.json: $.stateless: must be true or false, not a string");
+  free(text);
+}
+
+static void test_stateless(void **state) {
+  (void)state;
+  char *text = q("{" BASE_HEAD BASE_STATES "'stateless':true,'cards':{'c':{'x':'${operator}'}}}");
+  cg_workflow *wf = load_ok(text);
+  free(text);
+  assert_int_equal(cg__workflow_stateless(wf), 1);
+  cg_workflow_free(wf);
+  text = q("{" BASE_HEAD BASE_STATES "'cards':{'c':{}}}");
+  wf = load_ok(text);
+  free(text);
+  assert_int_equal(cg__workflow_stateless(wf), 0);
+  cg_workflow_free(wf);
 }
 
 static void test_sizes_and_files(void **state) {
@@ -1043,6 +1062,7 @@ int main(void) {
       cmocka_unit_test(test_cas_race),
       cmocka_unit_test(test_broken_files),
       cmocka_unit_test(test_sizes_and_files),
+      cmocka_unit_test(test_stateless),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -630,7 +630,20 @@ static void wf_work_done(uv_work_t *req, int status) {
 static void wf_handler(const cg_action *a, cg_responder *r, void *ud) {
   const cg_workflow *wf = ud;
   cg_app *app = r->app;
-  (void)a;
+  if (cg__workflow_stateless(wf)) { /* pure: no store, answer now */
+    cg__wf_outcome o;
+    char err[256];
+    memset(&o, 0, sizeof(o));
+    int rc = cg__workflow_step(wf, NULL, a, cg_now_ms(), &o, err, sizeof(err));
+    if (rc != 0)
+      cg__log(app, CG_LOG_ERROR, "workflow", "workflow %s failed: %s: answered \"keep the card\"",
+              cg_workflow_name(wf), err);
+    cg_reply *reply = rc == 0 ? o.reply : NULL;
+    o.reply = NULL;
+    cg__wf_outcome_clear(&o);
+    cg_respond(r, reply);
+    return;
+  }
   wf_work *w = calloc(1, sizeof(*w));
   if (!w) {
     cg_respond(r, NULL);
@@ -653,7 +666,7 @@ int cg_app_add_workflow(cg_app *app, cg_workflow *wf) {
     cg_workflow_free(wf);
     return CG_EINVAL;
   }
-  if (!app->store) {
+  if (!app->store && !cg__workflow_stateless(wf)) {
     cg_fmt(app->last_error, sizeof(app->last_error), "workflow %s needs a store (cg_app_options.store)", cg_workflow_name(wf));
     cg_workflow_free(wf);
     return CG_ECONFIG;

@@ -57,6 +57,7 @@ struct cg_workflow {
   size_t initial;
   wf_state *states;
   size_t n_states;
+  int stateless; /* never touches the store: every click starts afresh */
 };
 
 /* ======================================================================= */
@@ -477,7 +478,8 @@ static int check_all_templates(lctx *c, const cg_workflow *wf, json_t *cards) {
 /* ---- the workflow ------------------------------------------------------ */
 
 static const char *const top_keys[] = {
-    "name", "description", "match", "initial", "vars", "states", "cards", NULL};
+    "name", "description", "match", "initial", "vars", "states", "cards",
+    "stateless", NULL};
 
 static int load_tree(lctx *c, cg_workflow *wf) {
   json_t *root = wf->root, *name, *match, *initial, *states, *cards, *desc;
@@ -493,6 +495,11 @@ static int load_tree(lctx *c, cg_workflow *wf) {
       get_typed(c, root, "$", "cards", JSON_OBJECT, 0, &cards))
     return -1;
 
+  json_t *stateless = json_object_get(root, "stateless");
+  if (stateless && !json_is_boolean(stateless))
+    return lfail(c, "$.stateless", "must be true or false, not %s",
+                 type_name(stateless));
+  wf->stateless = json_is_true(stateless);
   wf->name = json_string_value(name);
   const char *nm = wf->name;
   int name_ok = names_ok(nm, NAME_MAX_LEN, 1);
@@ -676,6 +683,8 @@ cg_workflow *cg_workflow_load_file(const char *path, char *errbuf,
 const char *cg_workflow_name(const cg_workflow *wf) {
   return wf ? wf->name : NULL;
 }
+
+int cg__workflow_stateless(const cg_workflow *wf) { return wf->stateless; }
 
 const char *cg_workflow_match(const cg_workflow *wf) {
   return wf ? wf->match : NULL;

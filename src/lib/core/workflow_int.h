@@ -40,6 +40,11 @@ int cg__workflow_run(const cg_workflow *wf, cg_store *store,
                      const cg_action *a, int64_t now_ms, cg_reply **reply,
                      char *err, size_t errlen);
 
+/* 1 for a workflow declared "stateless": true — it never reads or writes
+ * the store; each click is stepped from the initial state (cur == NULL) and
+ * answered at once on the loop thread. */
+int cg__workflow_stateless(const cg_workflow *wf);
+
 /* The workflow's initial card rendered with its initial variables (for
  * cardgate send and the demo). Owned by the caller. NULL on ENOMEM. */
 json_t *cg__workflow_initial_card(const cg_workflow *wf, int64_t now_ms);
