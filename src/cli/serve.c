@@ -120,7 +120,7 @@ static int parse_num(const char *opt, const char *s, long lo, long hi, long *out
 /* Applies one option (from a flag or the config file). The string must live
  * as long as the cfg (argv or the config's JSON tree). */
 static int apply(serve_cfg *c, int id, const char *name, const char *v) {
-  long n;
+  long n = 0;
   switch (id) {
     case O_HOST: c->host = v; break;
     case O_PORT:

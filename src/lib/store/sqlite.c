@@ -425,7 +425,7 @@ static int read_card(cg__store_thread *t, sqlite3_stmt *st, cg_card_record *r) {
 static int sq_card_get(void *impl, cg__store_thread *t, const char *message_id,
                        cg_card_record *out) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_CARD_GET, &st);
@@ -447,7 +447,7 @@ static int sq_card_get(void *impl, cg__store_thread *t, const char *message_id,
 static int sq_card_insert(void *impl, cg__store_thread *t,
                           const cg_card_record *r, int64_t now_ms) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_CARD_INSERT, &st);
@@ -478,7 +478,7 @@ static int sq_card_insert(void *impl, cg__store_thread *t,
 static int sq_card_cas(void *impl, cg__store_thread *t, const cg_card_record *r,
                        int64_t expected_version, int64_t now_ms) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_CARD_CAS, &st);
@@ -516,7 +516,7 @@ static void *grow(void *arr, size_t *cap, size_t n, size_t elem) {
 static int sq_cards_list(void *impl, cg__store_thread *t, size_t limit,
                          cg_card_record **out, size_t *n) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   cg_card_record *arr = NULL;
   size_t cap = 0, cnt = 0;
   int rc = conn_acquire(impl, t, &c);
@@ -559,7 +559,7 @@ static int sq_cards_list(void *impl, cg__store_thread *t, size_t limit,
 static int sq_action_add(void *impl, cg__store_thread *t,
                          const cg_action_record *a, int64_t now_ms) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_ACTION_ADD, &st);
@@ -592,7 +592,7 @@ static int sq_actions_list(void *impl, cg__store_thread *t,
                            const char *message_id, cg_action_record **out,
                            size_t *n) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   cg_action_record *arr = NULL;
   size_t cap = 0, cnt = 0;
   int rc = conn_acquire(impl, t, &c);
@@ -644,7 +644,7 @@ static int sq_seen_check(void *impl, cg__store_thread *t, const char *event_id,
                          int64_t now_ms, int64_t expires_at_ms,
                          int *reply_status, char **reply_body) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_SEEN_UPSERT, &st);
@@ -683,7 +683,7 @@ static int sq_seen_check(void *impl, cg__store_thread *t, const char *event_id,
 
 static int sq_seen_purge(void *impl, cg__store_thread *t, int64_t now_ms) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_SEEN_PURGE, &st);
@@ -700,7 +700,7 @@ static int sq_seen_purge(void *impl, cg__store_thread *t, int64_t now_ms) {
 static int sq_seen_answer(void *impl, cg__store_thread *t, const char *event_id,
                           int status, const char *body) {
   sq_conn *c;
-  sqlite3_stmt *st;
+  sqlite3_stmt *st = NULL;
   int rc = conn_acquire(impl, t, &c);
   if (rc) return rc;
   rc = stmt(c, t, ST_SEEN_ANSWER, &st);
