@@ -11,6 +11,9 @@ scripts/build.sh build
 (cd build && ctest --output-on-failure -j2)
 [ "${1:-}" = --quick ] && exit 0
 
+echo "== build Release (-O3 warnings differ; the benchmark uses this build)"
+CG_BUILD_TYPE=Release scripts/build.sh build-release -DCG_BUILD_TESTS=OFF
+
 echo "== build with ASan+UBSan (clang) and test"
 CC=clang-14 scripts/build.sh build-asan -DCG_ASAN=ON -DCG_UBSAN=ON
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
