@@ -3,19 +3,22 @@ local reqs = {}
 local idx = 0
 local path = os.getenv("CG_BENCH_PATH") or "/webhook/card"
 local file = os.getenv("CG_BENCH_REQFILE")
-for line in io.lines(file) do
-  local ts, nonce, sig, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
-  reqs[#reqs + 1] = wrk.format("POST", path, {
-    ["Content-Type"] = "application/json",
-    ["X-Lark-Request-Timestamp"] = ts,
-    ["X-Lark-Request-Nonce"] = nonce,
-    ["X-Lark-Signature"] = sig,
-  }, body)
-end
-local n = #reqs
+local n = 0
 
+-- Built in init, not at load time: only then does wrk.headers carry the Host
+-- header (HTTP/1.1 servers such as nginx and Node answer 400 without it).
 init = function(args)
-  -- each thread starts at a different offset
+  for line in io.lines(file) do
+    local ts, nonce, sig, body = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+    reqs[#reqs + 1] = wrk.format("POST", path, {
+      ["Host"] = wrk.headers["Host"],
+      ["Content-Type"] = "application/json",
+      ["X-Lark-Request-Timestamp"] = ts,
+      ["X-Lark-Request-Nonce"] = nonce,
+      ["X-Lark-Signature"] = sig,
+    }, body)
+  end
+  n = #reqs
   idx = math.random(0, n - 1)
 end
 
