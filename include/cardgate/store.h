@@ -109,6 +109,17 @@ CG_EXTERN int cg_store_seen_check(cg_store *s, const char *event_id,
 CG_EXTERN int cg_store_seen_answer(cg_store *s, const char *event_id,
                                    int status, const char *body);
 
+/* Transactions: groups this thread's following calls on s into one
+ * transaction, until cg_store_commit() or cg_store_rollback(). Nothing is
+ * visible to others (or durable) before the commit; one commit for many
+ * calls is far cheaper than one per call (the app batches clicks this way).
+ * Takes the write lock at once (waiting up to the busy timeout). Not
+ * nestable. 0, CG_EALREADY (one is open on this thread), CG_EINVAL (commit
+ * or rollback with none open), CG_ESTORE. A failed commit rolls back. */
+CG_EXTERN int cg_store_begin(cg_store *s);
+CG_EXTERN int cg_store_commit(cg_store *s);
+CG_EXTERN int cg_store_rollback(cg_store *s);
+
 /* Message of the last failure on this thread's use of s ("" after a success:
  * every call clears it),
  * borrowed until the next call on s from this thread. */

@@ -653,6 +653,40 @@ static void test_actions(void **state) {
   cg_store_close(s);
 }
 
+static void test_transactions(void **state) {
+  (void)state;
+  tmpdir t;
+  tmp_make(&t);
+  cg_store *s = open_ok(t.db);
+  assert_int_equal(cg_store_commit(s), CG_EINVAL);
+  assert_int_equal(cg_store_rollback(s), CG_EINVAL);
+  /* rolled back: gone */
+  assert_int_equal(cg_store_begin(s), 0);
+  assert_int_equal(cg_store_begin(s), CG_EALREADY);
+  cg_card_record r = card("om_tx1", "pending");
+  assert_int_equal(cg_store_card_insert(s, &r), 0);
+  cg_card_record got;
+  assert_int_equal(cg_store_card_get(s, "om_tx1", &got), 0); /* own writes */
+  cg_card_record_clear(&got);
+  /* not visible to another connection before the commit */
+  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM cards"), 0);
+  assert_int_equal(cg_store_rollback(s), 0);
+  assert_int_equal(cg_store_card_get(s, "om_tx1", &got), CG_ENOTFOUND);
+  /* committed: many calls, one transaction, all there */
+  assert_int_equal(cg_store_begin(s), 0);
+  assert_int_equal(cg_store_card_insert(s, &r), 0);
+  r.state = (char *)"accepted";
+  assert_int_equal(cg_store_card_cas(s, &r, 1), 0);
+  assert_int_equal(cg_store_card_cas(s, &r, 1), CG_ECONFLICT); /* CAS inside too */
+  cg_action_record a = {"om_tx1", "lark", "ou_a", "card_action", "{}", "pending -> accepted", 5};
+  assert_int_equal(cg_store_action_add(s, &a), 0);
+  assert_int_equal(cg_store_commit(s), 0);
+  assert_int_equal(raw_int(t.db, "SELECT version FROM cards WHERE message_id='om_tx1'"), 2);
+  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM actions"), 1);
+  cg_store_close(s);
+  tmp_remove(&t);
+}
+
 static void test_file_survives_reopen(void **state) {
   (void)state;
   tmpdir t;
@@ -741,6 +775,7 @@ int main(void) {
       cmocka_unit_test(test_list_ordering),
       cmocka_unit_test(test_actions),
       cmocka_unit_test(test_file_survives_reopen),
+      cmocka_unit_test(test_transactions),
       cmocka_unit_test(test_relative_path),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -127,7 +127,9 @@ static const char *const stmt_sql[ST__COUNT] = {
 };
 
 typedef struct sq_conn {
-  pthread_mutex_t mu; /* held for the length of one store call */
+  pthread_mutex_t mu; /* held for the length of one store call, and from
+                         cg_store_begin to its commit/rollback (recursive) */
+  int in_tx;          /* inside cg_store_begin … commit/rollback */
   sqlite3 *db;
   sqlite3_stmt *st[ST__COUNT]; /* prepared on first use, kept */
 } sq_conn;
@@ -179,7 +181,11 @@ static int conn_open(const char *path, cg__store_thread *t, sq_conn **out) {
   *out = NULL;
   sq_conn *c = calloc(1, sizeof *c);
   if (!c) return cg__store_seterr(t, CG_ENOMEM, "out of memory");
-  pthread_mutex_init(&c->mu, NULL);
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+  pthread_mutex_init(&c->mu, &ma);
+  pthread_mutexattr_destroy(&ma);
   /* NOMUTEX: a connection is only ever used under c->mu. */
   int rc = sqlite3_open_v2(
       path, &c->db,
@@ -720,7 +726,48 @@ static int sq_seen_answer(void *impl, cg__store_thread *t, const char *event_id,
   return rc;
 }
 
+/* Transactions (cg_store_begin/commit/rollback). BEGIN IMMEDIATE takes the
+ * write lock at once, so the calls inside never need to upgrade a read
+ * transaction (which fails with SQLITE_BUSY at once in WAL mode). The
+ * connection's mutex stays held from begin to commit, so a connection
+ * shared between threads (":memory:") never mixes another thread's calls
+ * into the transaction. */
+static int sq_tx(void *impl, cg__store_thread *t, int op) {
+  sq_conn *c;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  if (op == CG__STORE_TX_BEGIN) {
+    if (c->in_tx) {
+      conn_release(c);
+      return cg__store_seterr(t, CG_EALREADY, "a transaction is already open on this thread");
+    }
+    rc = exec_sql(t, c->db, "BEGIN IMMEDIATE", "begin");
+    if (rc == 0) {
+      c->in_tx = 1;
+      return 0; /* keep the mutex until commit/rollback */
+    }
+    conn_release(c);
+    return rc;
+  }
+  if (!c->in_tx) {
+    conn_release(c);
+    return cg__store_seterr(t, CG_EINVAL, "no transaction is open on this thread");
+  }
+  rc = exec_sql(t, c->db, op == CG__STORE_TX_COMMIT ? "COMMIT" : "ROLLBACK",
+                op == CG__STORE_TX_COMMIT ? "commit" : "rollback");
+  if (rc != 0 && op == CG__STORE_TX_COMMIT) {
+    /* A failed COMMIT may leave the transaction open: roll it back so the
+     * connection is usable again; the caller learns it failed. */
+    if (!sqlite3_get_autocommit(c->db)) sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  c->in_tx = 0;
+  conn_release(c); /* this call's hold */
+  conn_release(c); /* begin's hold */
+  return rc;
+}
+
 const cg__store_ops cg__store_sqlite_ops = {
+    .tx = sq_tx,
     .name = "sqlite",
     .open = sq_open,
     .conn_free = sq_conn_free,

@@ -294,3 +294,14 @@ const char *cg_store_last_error(cg_store *s) {
   cg__store_thread *t = thread_slot(s, 0);
   return t ? t->err : "";
 }
+
+static int tx(cg_store *s, int op) {
+  if (!s) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  return s->ops->tx(s->impl, t, op);
+}
+
+int cg_store_begin(cg_store *s) { return tx(s, CG__STORE_TX_BEGIN); }
+int cg_store_commit(cg_store *s) { return tx(s, CG__STORE_TX_COMMIT); }
+int cg_store_rollback(cg_store *s) { return tx(s, CG__STORE_TX_ROLLBACK); }

@@ -62,7 +62,11 @@ typedef struct cg__store_ops {
   int (*seen_purge)(void *impl, cg__store_thread *t, int64_t now_ms);
   int (*seen_answer)(void *impl, cg__store_thread *t, const char *event_id,
                      int status, const char *body);
+  /* op: CG__STORE_TX_BEGIN, _COMMIT or _ROLLBACK for the calling thread. */
+  int (*tx)(void *impl, cg__store_thread *t, int op);
 } cg__store_ops;
+
+enum { CG__STORE_TX_BEGIN = 1, CG__STORE_TX_COMMIT = 2, CG__STORE_TX_ROLLBACK = 3 };
 
 struct cg_store {
   const cg__store_ops *ops;
