@@ -14,6 +14,7 @@
 #include "dedupe.h"
 #include "reply_int.h"
 #include "router.h"
+#include "store_worker.h"
 #include "workflow_int.h"
 
 typedef struct route {
@@ -47,6 +48,7 @@ struct cg_app {
   size_t nworkflows;
 
   cg__dedupe *dedupe;
+  cg__store_worker *worker; /* runs store jobs in batches; NULL without a store */
   cg_buf enc; /* reusable encode buffer (loop thread only) */
   struct cg_responder *live; /* responders not yet finished */
   char last_error[512];
@@ -128,6 +130,14 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
   app->dedupe = cg__dedupe_new(CG_LIMIT_DEDUPE_ENTRIES);
   if (!app->dedupe) goto fail;
   cg_buf_init(&app->enc, CG_LIMIT_BODY_HARD);
+  if (app->store) {
+    app->worker = cg__store_worker_new(loop, app->store, &rc);
+    if (!app->worker) {
+      cg__dedupe_free(app->dedupe);
+      cg_buf_free(&app->enc);
+      goto fail;
+    }
+  }
   if (err) *err = 0;
   return app;
 fail:
@@ -156,6 +166,10 @@ void cg_app_free(cg_app *app) {
     if (r->timer_init && !r->closing) uv_timer_stop(&r->timer);
   }
   app->live = NULL;
+  /* Drain the store's queue while the workflows it runs are still alive;
+   * the responders are detached by now, so their late results are dropped. */
+  cg__store_worker_free(app->worker);
+  app->worker = NULL;
   for (size_t i = 0; i < app->nroutes; i++) cg__match_free(app->routes[i].match);
   free(app->routes);
   for (size_t i = 0; i < app->nworkflows; i++) cg_workflow_free(app->workflows[i]);
@@ -465,87 +479,89 @@ int cg_app_handle_lark_http(cg_app *app, cg_lark_endpoint ep,
 
 /* ------------------------------------------- duplicate suppression (2.0) */
 
-typedef struct seen_work {
-  uv_work_t req;
-  cg_app *app;
+/* Store jobs (run by the store worker, batched in one transaction). */
+typedef struct seen_job {
+  cg__job job;
   struct cg_responder *r; /* NULL for answer writes */
-  cg_store *store;
   char *event_id;
   int64_t now_ms;
   int64_t ttl_ms;
   int rc;
   int status;
   char *body;
-} seen_work;
+  char err[256];
+} seen_job;
 
-static void seen_work_free(seen_work *w) {
-  free(w->event_id);
-  free(w->body);
-  free(w);
+static void seen_job_free(seen_job *j) {
+  free(j->event_id);
+  free(j->body);
+  free(j);
 }
 
-static void seen_answer_work(uv_work_t *req) {
-  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
-  w->rc = cg_store_seen_answer(w->store, w->event_id, w->status, w->body);
+static void seen_answer_run(cg__job *job, cg_store *s) {
+  seen_job *j = CG_CONTAINER_OF(job, seen_job, job);
+  j->rc = cg_store_seen_answer(s, j->event_id, j->status, j->body);
 }
 
-static void seen_answer_done(uv_work_t *req, int status) {
-  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
-  (void)status;
-  /* The app may be gone by now (freed while this ran): only the store and
-   * our own copies are touched here. */
-  seen_work_free(w);
+static void seen_answer_done(cg__job *job) {
+  /* Only our own copies are touched: the app may be gone by now. */
+  seen_job_free(CG_CONTAINER_OF(job, seen_job, job));
 }
 
 void cg__app_store_seen_answer(cg_app *app, const char *event_id, int status, const char *body) {
-  seen_work *w = calloc(1, sizeof(*w));
-  if (!w) return;
-  w->store = app->store;
-  w->event_id = cg_strdup(event_id);
-  w->body = cg_strdup(body);
-  w->status = status;
-  if (!w->event_id || !w->body ||
-      uv_queue_work(app->loop, &w->req, seen_answer_work, seen_answer_done) != 0) {
-    cg__log(app, CG_LOG_WARN, "store", "could not record the answer to event %s for redeliveries", event_id);
-    seen_work_free(w);
+  seen_job *j = calloc(1, sizeof(*j));
+  if (j) {
+    j->event_id = cg_strdup(event_id);
+    j->body = cg_strdup(body);
   }
+  if (!j || !j->event_id || !j->body || !app->worker) {
+    cg__log(app, CG_LOG_WARN, "store", "could not record the answer to event %s for redeliveries", event_id);
+    if (j) seen_job_free(j);
+    return;
+  }
+  j->status = status;
+  j->job.run = seen_answer_run;
+  j->job.done = seen_answer_done;
+  cg__store_worker_submit(app->worker, &j->job);
 }
 
-static void seen_check_work(uv_work_t *req) {
-  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
-  w->rc = cg_store_seen_check(w->store, w->event_id, w->now_ms, w->ttl_ms, &w->status, &w->body);
+static void seen_check_run(cg__job *job, cg_store *s) {
+  seen_job *j = CG_CONTAINER_OF(job, seen_job, job);
+  j->rc = cg_store_seen_check(s, j->event_id, j->now_ms, j->ttl_ms, &j->status, &j->body);
+  if (j->rc != 0 && j->rc != CG_EDUPLICATE) cg_strlcpy(j->err, cg_store_last_error(s), sizeof(j->err));
 }
 
-static void seen_check_done(uv_work_t *req, int status) {
-  seen_work *w = CG_CONTAINER_OF(req, seen_work, req);
-  struct cg_responder *r = w->r;
-  (void)status;
+static void seen_check_done(cg__job *job) {
+  seen_job *j = CG_CONTAINER_OF(job, seen_job, job);
+  struct cg_responder *r = j->r;
   if (!r->app) { /* app freed meanwhile */
     r->responded = 1;
     responder_maybe_free(r);
-    seen_work_free(w);
+    seen_job_free(j);
     return;
   }
   cg_app *app = r->app;
-  if (w->rc == CG_EDUPLICATE) {
+  if (j->rc == CG_EDUPLICATE && j->job.commit_rc == 0) {
     r->responded = 1;
-    if (w->body) {
-      cg__log(app, CG_LOG_INFO, "core", "duplicate event %s (seen by the store): replayed the first answer", w->event_id);
-      finish_answer(r, w->status ? w->status : 200, w->body, strlen(w->body));
+    if (j->body) {
+      cg__log(app, CG_LOG_INFO, "core", "duplicate event %s (seen by the store): replayed the first answer", j->event_id);
+      finish_answer(r, j->status ? j->status : 200, j->body, strlen(j->body));
     } else {
       cg__log(app, CG_LOG_WARN, "core",
               "duplicate event %s: the first delivery was never answered (crash or another instance); not handled again, answered \"keep the card\"",
-              w->event_id);
+              j->event_id);
       answer_keep(r);
     }
     responder_maybe_free(r);
   } else {
-    if (w->rc != 0)
-      cg__log(app, CG_LOG_WARN, "store", "duplicate check for event %s failed (%s); handling it",
-              w->event_id, cg_store_last_error(w->store));
+    if (j->rc != 0 && j->rc != CG_EDUPLICATE)
+      cg__log(app, CG_LOG_WARN, "store", "duplicate check for event %s failed (%s); handling it", j->event_id, j->err);
+    else if (j->job.commit_rc != 0)
+      cg__log(app, CG_LOG_WARN, "store", "duplicate check for event %s not committed (%s); handling it",
+              j->event_id, cg_strerror(j->job.commit_rc));
     run(r);
   }
-  seen_work_free(w);
+  seen_job_free(j);
 }
 
 int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
@@ -580,51 +596,58 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
     run(r);
     return 0;
   }
-  seen_work *w = calloc(1, sizeof(*w));
-  if (!w) {
+  seen_job *j = calloc(1, sizeof(*j));
+  if (j) j->event_id = cg_strdup(id);
+  if (!j || !j->event_id || !app->worker) {
+    if (j) seen_job_free(j);
     run(r);
     return 0;
   }
-  w->r = r;
-  w->store = app->store;
-  w->event_id = cg_strdup(id);
-  w->now_ms = now;
-  w->ttl_ms = (int64_t)app->dedupe_ttl_s * 1000;
-  if (!w->event_id || uv_queue_work(app->loop, &w->req, seen_check_work, seen_check_done) != 0) {
-    seen_work_free(w);
-    run(r);
-  }
+  j->r = r;
+  j->now_ms = now;
+  j->ttl_ms = (int64_t)app->dedupe_ttl_s * 1000;
+  j->job.run = seen_check_run;
+  j->job.done = seen_check_done;
+  cg__store_worker_submit(app->worker, &j->job);
   return 0;
 }
 
 /* -------------------------------------------------------------- workflows */
 
-typedef struct wf_work {
-  uv_work_t req;
+typedef struct wf_job {
+  cg__job job;
   const cg_workflow *wf;
-  cg_store *store;
   struct cg_responder *r;
   int64_t now_ms;
   int rc;
   cg_reply *reply;
   char err[256];
-} wf_work;
+} wf_job;
 
-static void wf_work_run(uv_work_t *req) {
-  wf_work *w = CG_CONTAINER_OF(req, wf_work, req);
-  w->rc = cg__workflow_run(w->wf, w->store, &w->r->action->pub, w->now_ms, &w->reply, w->err, sizeof(w->err));
+static void wf_job_run(cg__job *job, cg_store *s) {
+  wf_job *j = CG_CONTAINER_OF(job, wf_job, job);
+  j->rc = cg__workflow_run(j->wf, s, &j->r->action->pub, j->now_ms, &j->reply, j->err, sizeof(j->err));
 }
 
-static void wf_work_done(uv_work_t *req, int status) {
-  wf_work *w = CG_CONTAINER_OF(req, wf_work, req);
-  (void)status;
-  struct cg_responder *r = w->r;
-  if (w->rc != 0 && r->app)
+static void wf_job_done(cg__job *job) {
+  wf_job *j = CG_CONTAINER_OF(job, wf_job, job);
+  struct cg_responder *r = j->r;
+  if (j->rc == 0 && j->job.commit_rc != 0) {
+    /* The transaction did not commit: the click did not take effect. */
+    j->rc = j->job.commit_rc;
+    cg_fmt(j->err, sizeof(j->err), "the store could not commit");
+    cg_reply_free(j->reply);
+    j->reply = NULL;
+  }
+  if (j->rc != 0 && r->app)
     cg__log(r->app, CG_LOG_ERROR, "workflow", "workflow %s failed on %s: %s (%s): answered \"keep the card\"",
-            cg_workflow_name(w->wf), r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
-            w->err, cg_strerror(w->rc));
-  cg_respond(r, w->rc == 0 ? w->reply : NULL);
-  free(w);
+            cg_workflow_name(j->wf), r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
+            j->err, cg_strerror(j->rc));
+  else if (j->err[0] && r->app)
+    cg__log(r->app, CG_LOG_WARN, "workflow", "workflow %s on %s: %s", cg_workflow_name(j->wf),
+            r->action->pub.message_id ? r->action->pub.message_id : "(no message id)", j->err);
+  cg_respond(r, j->rc == 0 ? j->reply : NULL);
+  free(j);
 }
 
 static void wf_handler(const cg_action *a, cg_responder *r, void *ud) {
@@ -644,21 +667,19 @@ static void wf_handler(const cg_action *a, cg_responder *r, void *ud) {
     cg_respond(r, reply);
     return;
   }
-  wf_work *w = calloc(1, sizeof(*w));
-  if (!w) {
+  wf_job *j = app->worker ? calloc(1, sizeof(*j)) : NULL;
+  if (!j) {
+    cg__log(app, CG_LOG_ERROR, "workflow", "could not queue workflow %s: answered \"keep the card\"",
+            cg_workflow_name(wf));
     cg_respond(r, NULL);
     return;
   }
-  w->wf = wf;
-  w->store = app->store;
-  w->r = r;
-  w->now_ms = cg_now_ms();
-  int rc = uv_queue_work(app->loop, &w->req, wf_work_run, wf_work_done);
-  if (rc != 0) {
-    free(w);
-    cg__log(app, CG_LOG_ERROR, "workflow", "could not queue workflow %s: %s", cg_workflow_name(wf), cg_strerror(rc));
-    cg_respond(r, NULL);
-  }
+  j->wf = wf;
+  j->r = r;
+  j->now_ms = cg_now_ms();
+  j->job.run = wf_job_run;
+  j->job.done = wf_job_done;
+  cg__store_worker_submit(app->worker, &j->job);
 }
 
 int cg_app_add_workflow(cg_app *app, cg_workflow *wf) {

@@ -210,6 +210,7 @@ int cg_reply_set_inline(cg_reply *r, const char *title, const char *url) {
 void cg_reply_free(cg_reply *r) {
   if (!r) return;
   json_decref(r->card);
+  free(r->card_text);
   free(r->template_id);
   free(r->template_version);
   json_decref(r->template_vars);
@@ -220,6 +221,20 @@ void cg_reply_free(cg_reply *r) {
   free(r->inline_title);
   free(r->inline_url);
   free(r);
+}
+
+cg_reply *cg__reply_card_take(json_t *card, char *text) {
+  cg_reply *r = cg_reply_keep();
+  if (!r || !card) {
+    free(r);
+    json_decref(card);
+    free(text);
+    return NULL;
+  }
+  r->card = card;
+  r->card_text = text;
+  r->card_text_len = text ? strlen(text) : 0;
+  return r;
 }
 
 int cg__reply_is_keep(const cg_reply *r) {

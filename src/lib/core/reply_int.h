@@ -8,6 +8,10 @@
 
 struct cg_reply {
   json_t *card;            /* raw card object, or NULL */
+  char *card_text;         /* card as compact JSON when already serialized
+                              (cg__reply_card_take), else NULL: encoders may
+                              use it instead of serializing card again */
+  size_t card_text_len;
   char *template_id;       /* template card, or NULL */
   char *template_version;
   json_t *template_vars;   /* object or NULL */
@@ -19,6 +23,11 @@ struct cg_reply {
   char *inline_title;      /* url.preview.get inline, or NULL */
   char *inline_url;
 };
+
+/* A card reply that takes ownership of card (a JSON object reference) and,
+ * when not NULL, of text (its compact serialization, malloc'd). NULL on
+ * ENOMEM (both are released then). For the engine's own cards: no parse. */
+cg_reply *cg__reply_card_take(json_t *card, char *text);
 
 /* 1 when the reply changes nothing (no card, template, toast, inline, custom). */
 int cg__reply_is_keep(const cg_reply *r);

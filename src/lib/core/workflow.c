@@ -18,6 +18,7 @@
 #include "lib/codec/template.h"
 #include "lib/core/builtin.h"
 #include "lib/core/workflow_int.h"
+#include "lib/core/reply_int.h"
 
 #define NAME_MAX_LEN 64  /* workflow, card and variable names */
 #define STATE_MAX_LEN 48 /* so "a -> b" always fits cg__wf_outcome.result */
@@ -1049,11 +1050,6 @@ int cg__workflow_step(const cg_workflow *wf, const cg_card_record *cur,
                      "not a JSON object");
       goto done;
     }
-  } else {
-    ctx.state = wf->states[si].name;
-    ctx.vars = vars;
-    card = render(wf->states[si].card, &ctx, err, errlen, &rc);
-    if (!card) goto done;
   }
 
   const wf_state *s = &wf->states[si];
@@ -1061,21 +1057,27 @@ int cg__workflow_step(const cg_workflow *wf, const cg_card_record *cur,
   for (size_t i = 0; i < s->n_on && !t; i++)
     if (!s->on[i].when || when_matches(s->on[i].when, a)) t = &s->on[i];
 
+  /* A new card starts from the initial state's card — unless the click
+   * moves it at once to a state whose card replaces it (no need to render
+   * a card nobody will see). */
+  if (!card && (!t || t->patch || !wf->states[t->to].card)) {
+    ctx.state = wf->states[si].name;
+    ctx.vars = vars;
+    card = render(wf->states[si].card, &ctx, err, errlen, &rc);
+    if (!card) goto done;
+  }
+
   ctx.state = s->name;
   ctx.vars = vars;
   if (t) {
     size_t from = si;
     rc = fire(wf, t, &ctx, vars, &card, &si, err, errlen);
     if (rc) goto done;
+    /* Serialized once: the reply's bytes and the stored card's. */
     char *text = json_dumps(card, JSON_COMPACT);
-    if (!text) {
-      rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
-      goto done;
-    }
-    out->reply = cg_reply_card(text, &rc);
-    free(text);
+    out->reply = text ? cg__reply_card_take(json_incref(card), text) : NULL;
     if (!out->reply) {
-      fail_step(err, errlen, rc, "card reply: %s", cg_strerror(rc));
+      rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
       goto done;
     }
     if (t->has_toast) {
@@ -1169,9 +1171,11 @@ int cg__workflow_run(const cg_workflow *wf, cg_store *store, const cg_action *a,
     rc = cg__workflow_step(wf, fresh ? NULL : &cur, a, now_ms, &out, err,
                            errlen);
     if (rc == 0 && (fresh || out.changed)) {
-      char *card = json_dumps(out.new_card, JSON_COMPACT);
+      /* The card's text is the reply's when the step made a card reply. */
+      const char *shared = out.reply && out.reply->card == out.new_card ? out.reply->card_text : NULL;
+      char *card = shared ? NULL : json_dumps(out.new_card, JSON_COMPACT);
       char *vars = json_dumps(out.new_vars, JSON_COMPACT);
-      if (!card || !vars) {
+      if ((!card && !shared) || !vars) {
         rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
       } else {
         cg_card_record rec = {
@@ -1179,7 +1183,7 @@ int cg__workflow_run(const cg_workflow *wf, cg_store *store, const cg_action *a,
             .platform = (char *)cg_platform_name(a->platform),
             .workflow = (char *)wf->name,
             .state = out.new_state,
-            .card_json = card,
+            .card_json = shared ? (char *)shared : card,
             .vars_json = vars,
             .created_at_ms = now_ms,
             .updated_at_ms = now_ms,
