@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libssl-dev
-      libjansson-dev libsqlite3-dev libcurl4-openssl-dev openssl)
+      libjansson-dev libsqlite3-dev libcurl4-openssl-dev libjemalloc-dev openssl)
 for a in "$@"; do
   case "$a" in
     --test) pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev nodejs npm valgrind sqlite3) ;;

@@ -1,7 +1,9 @@
 /* Lark signatures and AES (src/lib/codec/lark_crypto.c).
  *
  * Vectors: lark.md §5.1 / §5.2, plus vectors computed independently with the
- * openssl / coreutils CLIs (the command is beside each one). */
+ * openssl / coreutils CLIs (the command is beside each one). The prepared
+ * form (cg__lark_keys, lark_webhook.h) must agree with the per-call one on
+ * all of them, and the table-driven base64 with the original decoder. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,6 +15,7 @@
 
 #include "../../src/common/limits.h"
 #include "cardgate/lark.h"
+#include "lib/codec/lark_webhook.h"
 
 /* ---- signatures ---------------------------------------------------------- */
 
@@ -391,6 +394,215 @@ static void test_decrypt_edges(void **state) {
   free(mut);
 }
 
+/* ---- prepared keys (cg__lark_keys) --------------------------------------- */
+
+static void test_keys_lifecycle(void **state) {
+  (void)state;
+  cg__lark_keys *k = (cg__lark_keys *)1;
+  assert_int_equal(cg__lark_keys_new("t", "k", NULL), CG_EINVAL);
+  cg__lark_keys_free(NULL);
+
+  /* nothing configured: digests only, no decryption */
+  assert_int_equal(cg__lark_keys_new(NULL, "", &k), 0);
+  assert_non_null(k);
+  assert_true(cg__lark_keys_match(k, "", NULL));
+  assert_true(cg__lark_keys_match(k, NULL, NULL));
+  assert_false(cg__lark_keys_match(k, "t", NULL));
+  assert_false(cg__lark_keys_match(k, NULL, "k"));
+  char *out = (char *)1;
+  size_t n = 9;
+  const char *v = "P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=";
+  assert_int_equal(cg__lark_decrypt(k, "test key", v, strlen(v), &out, &n),
+                   CG_EINVAL);
+  assert_null(out);
+  assert_int_equal(n, 0);
+  char sig[41];
+  cg__lark_sign(k, CG__LARK_SHA1, "", 0, "", 0, "", 0, NULL, 0, sig);
+  assert_string_equal(sig, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+  cg__lark_keys_free(k);
+
+  assert_int_equal(cg__lark_keys_new("t", "test key", &k), 0);
+  assert_true(cg__lark_keys_match(k, "t", "test key"));
+  assert_false(cg__lark_keys_match(k, "t", "test kez"));
+  assert_false(cg__lark_keys_match(k, "u", "test key"));
+  assert_false(cg__lark_keys_match(k, NULL, "test key"));
+  assert_false(cg__lark_keys_match(NULL, "t", "test key"));
+  /* with keys the encrypt_key argument is not used */
+  assert_int_equal(cg__lark_decrypt(k, NULL, v, strlen(v), &out, &n), 0);
+  assert_string_equal(out, "hello world");
+  free(out);
+  assert_int_equal(cg__lark_decrypt(k, NULL, v, strlen(v), NULL, &n),
+                   CG_EINVAL);
+  assert_int_equal(cg__lark_decrypt(NULL, NULL, v, strlen(v), &out, &n),
+                   CG_EINVAL);
+  cg__lark_keys_free(k);
+}
+
+/* Every decryption vector, good and bad, gives the same answer with a
+ * prepared key as without, on one keys object per key used again and again
+ * (a failed request must not leave state behind for the next). */
+static void test_keys_decrypt(void **state) {
+  (void)state;
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < sizeof dec_vectors / sizeof dec_vectors[0]; i++) {
+      const dec_vec *v = &dec_vectors[i];
+      cg__lark_keys *k = NULL;
+      assert_int_equal(cg__lark_keys_new(NULL, v->key, &k), 0);
+      for (size_t j = 0; j < sizeof bad_vectors / sizeof bad_vectors[0]; j++) {
+        const bad_vec *b = &bad_vectors[j];
+        char *o1 = NULL, *o2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        int r1 = cg_lark_decrypt(v->key, b->b64, strlen(b->b64), &o1, &n1);
+        int r2 = cg__lark_decrypt(k, NULL, b->b64, strlen(b->b64), &o2, &n2);
+        if (r1 != r2)
+          fail_msg("%s under key %zu: %d vs %d", b->name, i, r1, r2);
+        assert_int_equal(n1, n2);
+        if (r1 == 0) assert_memory_equal(o1, o2, n1 + 1);
+        free(o1);
+        free(o2);
+        /* and the key's own vector still decrypts after each of them */
+        char *out = NULL;
+        size_t n = 0;
+        assert_int_equal(
+            cg__lark_decrypt(k, NULL, v->b64, strlen(v->b64), &out, &n), 0);
+        assert_int_equal(n, v->plain_len);
+        assert_memory_equal(out, v->plain, n + 1);
+        free(out);
+      }
+      cg__lark_keys_free(k);
+    }
+  }
+}
+
+static void test_keys_sign(void **state) {
+  (void)state;
+  cg__lark_keys *k = NULL;
+  assert_int_equal(cg__lark_keys_new("t", "k", &k), 0);
+  char a[65], b[65];
+  /* alternating digests on the one reused context */
+  for (int i = 0; i < 3; i++) {
+    cg__lark_sign(k, CG__LARK_SHA1, "Monday, 14-Nov-22 15:53:37 CST", 30,
+                  "39ef4f6f-5400-41e4-b18d-0d13ab6d3646", 36,
+                  "UtVPQSv5lbtzjvaulJjvPg8RAOmXTbGF", 32, go_body1,
+                  strlen(go_body1), a);
+    assert_string_equal(a, "bad20e1e6169e7f07c14a775bf90911cc73d65c9");
+    cg__lark_sign(k, CG__LARK_SHA256, "1700000000123", 13, "n-1", 3, "k", 1,
+                  "{\"schema\":\"2.0\"}", 16, a);
+    assert_string_equal(
+        a, "d9e888136549df43c5ea539fe306f8b4c591666d8ea8389b2158a3593359a465");
+  }
+  /* lengths, not NULs, delimit every part */
+  cg__lark_sign(k, CG__LARK_SHA256, "1\0x", 1, "2", 1, "3", 1, "a\0b", 3, a);
+  cg__lark_sign(NULL, CG__LARK_SHA256, "1", 1, "2", 1, "3", 1, "a\0b", 3, b);
+  assert_string_equal(a, b);
+  cg_lark_sign_event("1", "2", "3", "a\0b", 3, b);
+  assert_string_equal(a, b);
+  cg__lark_keys_free(k);
+}
+
+/* ---- base64 strictness against the original decoder ------------------ */
+
+/* The decoder as it was before the table (one character at a time, computed
+ * values): the reference the table-driven one must agree with. */
+static unsigned ref_b64_val(unsigned char c) {
+  if (c >= 'A' && c <= 'Z') return (unsigned)(c - 'A');
+  if (c >= 'a' && c <= 'z') return (unsigned)(c - 'a') + 26;
+  if (c >= '0' && c <= '9') return (unsigned)(c - '0') + 52;
+  if (c == '+') return 62;
+  if (c == '/') return 63;
+  return 64;
+}
+
+static size_t ref_b64_decode(const char *s, size_t n, unsigned char *out) {
+  if (n == 0 || n % 4 != 0) return (size_t)-1;
+  size_t pad = 0;
+  if (s[n - 1] == '=') pad = s[n - 2] == '=' ? 2 : 1;
+  size_t full = n - (pad ? 4 : 0);
+  size_t o = 0;
+  const unsigned char *p = (const unsigned char *)s;
+  for (size_t i = 0; i < full; i += 4) {
+    unsigned a = ref_b64_val(p[i]), b = ref_b64_val(p[i + 1]),
+             c = ref_b64_val(p[i + 2]), d = ref_b64_val(p[i + 3]);
+    if ((a | b | c | d) & 64) return (size_t)-1;
+    unsigned v = a << 18 | b << 12 | c << 6 | d;
+    out[o++] = (unsigned char)(v >> 16);
+    out[o++] = (unsigned char)(v >> 8);
+    out[o++] = (unsigned char)v;
+  }
+  if (pad) {
+    const unsigned char *q = p + full;
+    unsigned a = ref_b64_val(q[0]), b = ref_b64_val(q[1]);
+    if ((a | b) & 64) return (size_t)-1;
+    if (pad == 2) {
+      if (b & 15) return (size_t)-1;
+      out[o++] = (unsigned char)(a << 2 | b >> 4);
+    } else {
+      unsigned c = ref_b64_val(q[2]);
+      if (c & 64 || c & 3) return (size_t)-1;
+      out[o++] = (unsigned char)(a << 2 | b >> 4);
+      out[o++] = (unsigned char)((b & 15) << 4 | c >> 2);
+    }
+  }
+  return o;
+}
+
+/* Every position of ciphertexts with 0, 1 and 2 padding characters replaced
+ * by every byte value: CG_EMALFORMED exactly when the reference decoder (or
+ * the length rule) refuses, and otherwise the same answer with and without
+ * prepared keys. */
+static void test_b64_against_reference(void **state) {
+  (void)state;
+  static const size_t plain_lens[] = {20, 15, 40, 0, 33};
+  static const unsigned char iv[16] = {7, 7, 7, 7, 1, 2, 3, 4,
+                                       5, 6, 7, 8, 9, 0, 1, 2};
+  cg__lark_keys *k = NULL;
+  assert_int_equal(cg__lark_keys_new(NULL, "test key", &k), 0);
+  unsigned char *ref = malloc(256);
+  assert_non_null(ref);
+  int pads_seen = 0;
+  for (size_t t = 0; t < sizeof plain_lens / sizeof plain_lens[0]; t++) {
+    char plain[64];
+    memset(plain, 'p', sizeof plain);
+    char *enc = NULL;
+    assert_int_equal(
+        cg_lark_encrypt("test key", plain, plain_lens[t], iv, &enc), 0);
+    size_t n = strlen(enc);
+    assert_true(n <= 128);
+    pads_seen |= 1 << (enc[n - 1] != '=' ? 0 : enc[n - 2] != '=' ? 1 : 2);
+    for (size_t pos = 0; pos < n; pos++) {
+      char orig = enc[pos];
+      for (int c = 0; c < 256; c++) {
+        enc[pos] = (char)c;
+        size_t rl = ref_b64_decode(enc, n, ref);
+        int want_malformed = rl == (size_t)-1 || rl < 32 || rl % 16 != 0;
+        char *o1 = NULL, *o2 = NULL;
+        size_t n1 = 0, n2 = 0;
+        int r2 = cg__lark_decrypt(k, NULL, enc, n, &o2, &n2);
+        if ((r2 == CG_EMALFORMED) != want_malformed)
+          fail_msg("ciphertext %zu, byte %zu = 0x%02x: rc %d", t, pos, c, r2);
+        /* the per-call path on a sample (it derives the key each time) */
+        if (c % 17 == 0 || c == '=' || c == (unsigned char)orig) {
+          int r1 = cg_lark_decrypt("test key", enc, n, &o1, &n1);
+          assert_int_equal(r1, r2);
+          assert_int_equal(n1, n2);
+          if (r1 == 0) assert_memory_equal(o1, o2, n1);
+        }
+        if (c == (unsigned char)orig) {
+          assert_int_equal(r2, 0);
+          assert_int_equal(n2, plain_lens[t]);
+        }
+        free(o1);
+        free(o2);
+      }
+      enc[pos] = orig;
+    }
+    free(enc);
+  }
+  assert_int_equal(pads_seen, 7); /* no padding, '=', '==' all covered */
+  free(ref);
+  cg__lark_keys_free(k);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sign_legacy_vectors),
@@ -401,6 +613,10 @@ int main(void) {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_decrypt_bad),
       cmocka_unit_test(test_decrypt_edges),
+      cmocka_unit_test(test_keys_lifecycle),
+      cmocka_unit_test(test_keys_decrypt),
+      cmocka_unit_test(test_keys_sign),
+      cmocka_unit_test(test_b64_against_reference),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

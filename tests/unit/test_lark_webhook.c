@@ -24,11 +24,11 @@
 #define KEY "ek-SECRET-key-7a6b"
 #define NOW INT64_C(1700000000000) /* 2023-11-14 22:13:20 UTC */
 
-static const cg__lark_secrets S_NONE = {NULL, NULL, 0};
-static const cg__lark_secrets S_EMPTY = {"", "", 0};
-static const cg__lark_secrets S_TOK = {TOK, NULL, 0};
-static const cg__lark_secrets S_KEY = {NULL, KEY, 0};
-static const cg__lark_secrets S_BOTH = {TOK, KEY, 0};
+static const cg__lark_secrets S_NONE = {NULL, NULL, 0, NULL};
+static const cg__lark_secrets S_EMPTY = {"", "", 0, NULL};
+static const cg__lark_secrets S_TOK = {TOK, NULL, 0, NULL};
+static const cg__lark_secrets S_KEY = {NULL, KEY, 0, NULL};
+static const cg__lark_secrets S_BOTH = {TOK, KEY, 0, NULL};
 
 /* ---- bodies ------------------------------------------------------------- */
 
@@ -107,6 +107,16 @@ typedef struct call {
   int64_t now;     /* 0 = NOW */
 } call;
 
+/* Set for the second run of the whole group (main): every decode through
+ * run() then uses prepared keys made from the call's secrets. */
+static int g_prepared;
+
+static int use_prepared(void **state) {
+  (void)state;
+  g_prepared = 1;
+  return 0;
+}
+
 /* Decodes with every input in exact-size heap blocks; checks the error
  * contract (status, message without secrets, empty out). */
 static int run(const call *c, cg__lark_msg *m, cg__lark_error *e) {
@@ -127,8 +137,16 @@ static int run(const call *c, cg__lark_msg *m, cg__lark_error *e) {
     req.signature = heap_copy(c->sig, strlen(c->sig));
     req.signature_len = strlen(c->sig);
   }
-  int rc = cg__lark_decode(c->s, CG_LARK_ENDPOINT_CARD, &req,
+  cg__lark_secrets sec = *c->s;
+  cg__lark_keys *keys = NULL;
+  if (g_prepared && !sec.keys) {
+    assert_int_equal(
+        cg__lark_keys_new(sec.verification_token, sec.encrypt_key, &keys), 0);
+    sec.keys = keys;
+  }
+  int rc = cg__lark_decode(&sec, CG_LARK_ENDPOINT_CARD, &req,
                            c->now ? c->now : NOW, m, e);
+  cg__lark_keys_free(keys);
   if (rc) {
     assert_true(rc < 0);
     assert_int_equal(e->code, rc);
@@ -383,6 +401,78 @@ static void test_policy_matrix(void **state) {
   }
 }
 
+/* What a decode produced, to compare two decodes of the same request. */
+static void same_str(const char *what, const char *name, const char *a,
+                     const char *b) {
+  if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0))
+    fail_msg("%s: %s differs: \"%s\" vs \"%s\"", name, what, a ? a : "(null)",
+             b ? b : "(null)");
+}
+
+static void same_outcome(const char *name, int rc1, const cg__lark_msg *m1,
+                         const cg__lark_error *e1, int rc2,
+                         const cg__lark_msg *m2, const cg__lark_error *e2) {
+  if (rc1 != rc2) fail_msg("%s: rc %d vs %d", name, rc1, rc2);
+  if (rc1) {
+    assert_int_equal(e1->http_status, e2->http_status);
+    same_str("message", name, e1->msg, e2->msg);
+    return;
+  }
+  assert_int_equal(m1->type, m2->type);
+  same_str("challenge", name, m1->challenge, m2->challenge);
+  same_str("event type", name, m1->event_type, m2->event_type);
+  same_str("event id", name, m1->event_id, m2->event_id);
+  assert_int_equal(m1->action == NULL, m2->action == NULL);
+  if (!m1->action) return;
+  const cg_action *a = &m1->action->pub, *b = &m2->action->pub;
+  assert_int_equal(a->kind, b->kind);
+  assert_int_equal(a->format, b->format);
+  assert_int_equal(a->checked, b->checked);
+  same_str("raw json", name, cg_action_raw_json(a), cg_action_raw_json(b));
+  same_str("value_json", name, a->value_json, b->value_json);
+  same_str("form_value_json", name, a->form_value_json, b->form_value_json);
+  same_str("options_json", name, a->options_json, b->options_json);
+  same_str("open_id", name, a->open_id, b->open_id);
+  same_str("message_id", name, a->message_id, b->message_id);
+  same_str("tag", name, a->tag, b->tag);
+  same_str("update_token", name, a->update_token, b->update_token);
+  same_str("event_id", name, a->event_id, b->event_id);
+}
+
+/* The whole policy table again with prepared keys — one keys object per set
+ * of secrets, reused across every row twice over (a refused request must
+ * leave nothing behind for the next) — against the per-call path. */
+static void test_policy_matrix_prepared(void **state) {
+  (void)state;
+  const cg__lark_secrets *sets[] = {&S_NONE, &S_EMPTY, &S_TOK, &S_KEY, &S_BOTH};
+  cg__lark_keys *keys[5];
+  cg__lark_secrets prep[5];
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(cg__lark_keys_new(sets[i]->verification_token,
+                                       sets[i]->encrypt_key, &keys[i]),
+                     0);
+    prep[i] = *sets[i];
+    prep[i].keys = keys[i];
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < sizeof matrix / sizeof matrix[0]; i++) {
+      const row *r = &matrix[i];
+      size_t si = 0;
+      while (sets[si] != r->s) si++;
+      cg__lark_msg m1, m2;
+      cg__lark_error e1, e2;
+      int rc1 = run_sig(r->s, r->plain, r->enc, r->sig, &m1, &e1);
+      int rc2 = run_sig(&prep[si], r->plain, r->enc, r->sig, &m2, &e2);
+      same_outcome(r->name, rc1, &m1, &e1, rc2, &m2, &e2);
+      if (rc2 != r->rc)
+        fail_msg("%s: rc %d (%s), want %d", r->name, rc2, e2.msg, r->rc);
+      cg__lark_msg_clear(&m1);
+      cg__lark_msg_clear(&m2);
+    }
+  }
+  for (size_t i = 0; i < 5; i++) cg__lark_keys_free(keys[i]);
+}
+
 /* ---- vectors from lark.md §5 ------------------------------------------- */
 
 static void test_doc_vectors(void **state) {
@@ -393,7 +483,7 @@ static void test_doc_vectors(void **state) {
   cg_buf_init(&b, 4096);
 
   /* §5.2 SHA-1 legacy vector, decoded with token "v" */
-  static const cg__lark_secrets sv = {"v", NULL, 0};
+  static const cg__lark_secrets sv = {"v", NULL, 0, NULL};
   call c = {&sv,
             "1700000000",
             "abc123",
@@ -413,7 +503,7 @@ static void test_doc_vectors(void **state) {
 
   /* §5.1.2 Node SDK encrypted challenge */
   static const cg__lark_secrets sn = {"iRdCP2WwXNBXRM3mGLqhrgch3cn0gbT6",
-                                      "mazhe.nerd", 0};
+                                      "mazhe.nerd", 0, NULL};
   call cn = {&sn,
              NULL,
              NULL,
@@ -430,14 +520,14 @@ static void test_doc_vectors(void **state) {
   assert_string_equal(
       b.data, "{\"challenge\":\"5634b122-c042-4634-bc7f-b07a3c3e77ad\"}");
   cg__lark_msg_clear(&m);
-  static const cg__lark_secrets sn2 = {"wrong", "mazhe.nerd", 0};
+  static const cg__lark_secrets sn2 = {"wrong", "mazhe.nerd", 0, NULL};
   cn.s = &sn2;
   assert_int_equal(run(&cn, &m, &e), CG_EAUTH);
   assert_int_equal(e.http_status, 401);
 
   /* §5.1.3 Java SDK vector: a schema 2.0 event ("url_verification1" is not a
    * challenge); signed here with SHA-256 + key over the raw body. */
-  static const cg__lark_secrets sj = {"v", "1212121212", 0};
+  static const cg__lark_secrets sj = {"v", "1212121212", 0, NULL};
   const char *jb =
       "{\"encrypt\":\"4T4ivT/PR2APX9OYkhRKtu54s1rtIpj9xJU69Hs1yWQ/1RutbufsBs9"
       "xjx5YC3u/0hMRF49sN0kevQiEL8iB3bVEdpfyJXzXGDfKUjvKQTmG64GbMdTW6qRpadVPe"
@@ -459,7 +549,7 @@ static void test_doc_vectors(void **state) {
   cg__lark_msg_clear(&m);
 
   /* §5.1.4 self-generated encrypted challenge, token "v" */
-  static const cg__lark_secrets s4 = {"v", "test key", 0};
+  static const cg__lark_secrets s4 = {"v", "test key", 0, NULL};
   call c4 = {&s4,
              NULL,
              NULL,
@@ -474,7 +564,7 @@ static void test_doc_vectors(void **state) {
 
   /* §5.2 SHA-256 vector: signature fine, but the plaintext ("hello world")
    * is not JSON */
-  static const cg__lark_secrets s5 = {NULL, "test key", 0};
+  static const cg__lark_secrets s5 = {NULL, "test key", 0, NULL};
   call c5 = {&s5,
              "1700000000",
              "abc123",
@@ -521,7 +611,7 @@ static void test_go_sample(void **state) {
   cg__lark_error e;
   /* 2022-11-14 15:53:37 +08:00 = 1668412417 UTC; window 60 s */
   static const cg__lark_secrets s = {"UtVPQSv5lbtzjvaulJjvPg8RAOmXTbGF", NULL,
-                                     60};
+                                     60, NULL};
   call c = {&s,
             "Monday, 14-Nov-22 15:53:37 CST",
             "39ef4f6f-5400-41e4-b18d-0d13ab6d3646",
@@ -824,7 +914,7 @@ static void test_challenge(void **state) {
   assert_int_equal(run(&c, &m, &e), CG_ETOOBIG);
   assert_int_equal(e.http_status, 413);
   /* replay window does not apply to a challenge */
-  static const cg__lark_secrets sw = {NULL, NULL, 300};
+  static const cg__lark_secrets sw = {NULL, NULL, 300, NULL};
   c.s = &sw;
   c.body = CHALLENGE;
   assert_int_equal(run(&c, &m, &e), 0);
@@ -1141,7 +1231,7 @@ static void test_envelope_shapes(void **state) {
   }
   snprintf(body + k, sizeof body - k, "\"}");
   call c = {&S_NONE, NULL, NULL, NULL, body, 0, 0};
-  static const cg__lark_secrets sk = {NULL, KEY, 0};
+  static const cg__lark_secrets sk = {NULL, KEY, 0, NULL};
   char sig[65];
   cg_lark_sign_event(TS, NONCE, KEY, body, strlen(body), sig);
   c.s = &sk;
@@ -1331,7 +1421,7 @@ static void test_replay_window(void **state) {
   (void)state;
   cg__lark_msg m;
   cg__lark_error e;
-  static const cg__lark_secrets sw = {NULL, NULL, 300};
+  static const cg__lark_secrets sw = {NULL, NULL, 300, NULL};
   static const struct {
     const char *ts;
     int rc, status;
@@ -1378,7 +1468,7 @@ static void test_replay_window(void **state) {
   c.now = INT64_MAX;
   assert_int_equal(run(&c, &m, &e), CG_ESTALE);
   /* with secrets: the signature is checked first, then the window */
-  static const cg__lark_secrets sb = {TOK, NULL, 300};
+  static const cg__lark_secrets sb = {TOK, NULL, 300, NULL};
   char sig[41];
   cg_lark_sign_legacy("1", NONCE, TOK, LEGACY, strlen(LEGACY), sig);
   call cs = {&sb, "1", NONCE, sig, LEGACY, 0, 0};
@@ -1637,6 +1727,177 @@ static void test_encode_error(void **state) {
   cg_buf_free(&b);
 }
 
+/* A reply that carries its card's serialization (cg__reply_card_take, the
+ * workflow engine's replies) is answered with those bytes, not a new dump. */
+static void test_encode_card_text(void **state) {
+  (void)state;
+  static const char *const bodies[] = {LEGACY, V2_TRIGGER, V2_PREVIEW};
+  static const char *const want[] = {
+      CARD, "{\"card\":{\"type\":\"raw\",\"data\":" CARD "}}",
+      "{\"card\":{\"type\":\"raw\",\"data\":" CARD "}}"};
+  for (size_t i = 0; i < 3; i++) {
+    cg__lark_msg m = decode_ok(bodies[i]);
+    const cg_action *a = &m.action->pub;
+    cg_reply *r = cg__reply_card_take(json_loads(CARD, 0, NULL), strdup(CARD));
+    assert_non_null(r);
+    expect(a, r, 200, want[i]);
+    cg_reply_free(r);
+    /* the text is what goes out (here deliberately not the card's dump) */
+    r = cg__reply_card_take(json_loads(CARD, 0, NULL),
+                            strdup("{\"from\":\"text\"}"));
+    assert_non_null(r);
+    expect(a, r, 200,
+           i == 0
+               ? "{\"from\":\"text\"}"
+               : "{\"card\":{\"type\":\"raw\",\"data\":{\"from\":\"text\"}}}");
+    cg_reply_free(r);
+    /* no text: dumped as before */
+    r = cg__reply_card_take(json_loads(CARD, 0, NULL), NULL);
+    assert_non_null(r);
+    expect(a, r, 200, want[i]);
+    cg_reply_free(r);
+    cg__lark_msg_clear(&m);
+  }
+  /* too big for the buffer: nothing half-built */
+  cg__lark_msg m = decode_ok(LEGACY);
+  cg_reply *r = cg__reply_card_take(json_loads(CARD, 0, NULL), strdup(CARD));
+  cg_buf b;
+  cg_buf_init(&b, 20);
+  assert_int_equal(cg_buf_append(&b, "keep", 4), 0);
+  int st = 7;
+  assert_int_equal(cg__lark_encode_reply(&m.action->pub, r, &st, &b),
+                   CG_ETOOBIG);
+  assert_int_equal(st, 7);
+  assert_string_equal(b.data, "keep");
+  cg_buf_free(&b);
+  cg_reply_free(r);
+  cg__lark_msg_clear(&m);
+}
+
+/* ---- compact dumps against jansson's ------------------------------------ */
+
+static void check_dump(const char *name, const char *got, const json_t *v) {
+  char *want = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  assert_non_null(want);
+  if (!got || strcmp(got, want) != 0)
+    fail_msg("%s: %s\nwant %s", name, got ? got : "(null)", want);
+  free(want);
+}
+
+static void test_dump_matches_jansson(void **state) {
+  (void)state;
+  static const char *const values[] = {
+      "{}",
+      "[]",
+      "\"plain\"",
+      "\"\"",
+      "{\"s\":\"\\u0001\\u001f\\b\\f\\n\\r\\t\\\"\\\\\\/\\u007f\\u00e9\\ud83d"
+      "\\ude00\xe5\xbc\xa0\"}",
+      "{\"i\":[0,-0,1,-1,9223372036854775807,-9223372036854775808,"
+      "123456789012345678]}",
+      "{\"r\":[1.5,-0.0,1e300,1e-7,0.1,123456789.125,2.5e-308,1E2]}",
+      "{\"t\":true,\"f\":false,\"n\":null,\"o\":{\"a\":[{\"b\":[[]]}]}}",
+      "{\"\\u0041\\\"k\\n\":1}",
+      "{\"z\":1,\"a\":2}",
+  };
+  for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+    /* as action.value (and form_value / options where the type allows) */
+    char body[1024];
+    snprintf(body, sizeof body, "{\"action\":{\"value\":%s%s%s}}", values[i],
+             values[i][0] == '{' ? ",\"form_value\":" : "",
+             values[i][0] == '{' ? values[i] : "");
+    json_t *expect_v = json_loads(values[i], JSON_DECODE_ANY, NULL);
+    if (!expect_v) fail_msg("value %zu does not parse", i);
+    cg__lark_msg m;
+    cg__lark_error e;
+    call c = {.s = &S_NONE, .body = body};
+    int rc = run(&c, &m, &e);
+    if (json_is_object(expect_v) || json_is_string(expect_v)) {
+      if (rc) fail_msg("value %zu: %s", i, e.msg);
+      check_dump("value_json", m.action->pub.value_json, m.action->value);
+      if (m.action->pub.form_value_json)
+        check_dump("form_value_json", m.action->pub.form_value_json,
+                   m.action->value);
+      cg__lark_msg_clear(&m);
+    } else {
+      assert_int_equal(rc, CG_EMALFORMED); /* value must be object/string */
+    }
+    /* as a card (objects only), through the encoder */
+    if (json_is_object(expect_v)) {
+      cg_reply *r = cg_reply_keep();
+      assert_non_null(r);
+      r->card = json_incref(expect_v);
+      cg__lark_msg lm = decode_ok(LEGACY);
+      cg_buf b;
+      cg_buf_init(&b, 1 << 20);
+      int st = 0;
+      assert_int_equal(cg__lark_encode_reply(&lm.action->pub, r, &st, &b), 0);
+      check_dump("card", b.data, expect_v);
+      cg_buf_free(&b);
+      cg_reply_free(r);
+      cg__lark_msg_clear(&lm);
+    }
+    json_decref(expect_v);
+  }
+  /* options */
+  cg__lark_msg m = decode_ok(V2_TRIGGER);
+  assert_string_equal(m.action->pub.options_json, "[\"p\",\"q\"]");
+  assert_string_equal(m.action->pub.form_value_json,
+                      "{\"a\":\"1\",\"b\":[\"x\",\"y\"]}");
+  cg__lark_msg_clear(&m);
+}
+
+/* What the writer leaves to jansson: invalid UTF-8 (jansson refuses it, and
+ * so does the encoder), nesting past its depth (jansson writes it), a cycle
+ * (jansson refuses it). */
+static void test_dump_deferred(void **state) {
+  (void)state;
+  cg__lark_msg m = decode_ok(LEGACY);
+  const cg_action *a = &m.action->pub;
+  cg_buf b;
+  cg_buf_init(&b, 1 << 20);
+  int st = 7;
+
+  cg_reply *r = cg_reply_keep();
+  r->card = json_object();
+  json_object_set_new(r->card, "bad", json_stringn_nocheck("a\xff", 2));
+  assert_int_equal(cg_buf_append(&b, "keep", 4), 0);
+  assert_int_equal(cg__lark_encode_reply(a, r, &st, &b), CG_ENOMEM);
+  assert_int_equal(st, 7);
+  assert_string_equal(b.data, "keep");
+  cg_reply_free(r);
+
+  r = cg_reply_keep();
+  r->card = json_object();
+  json_t *deep = r->card;
+  for (int i = 0; i < 5000; i++) { /* {"x":[{"x":[…]}]} */
+    json_t *arr = json_array(), *next = json_object();
+    assert_int_equal(json_object_set_new(deep, "x", arr), 0);
+    assert_int_equal(json_array_append_new(arr, next), 0);
+    deep = next;
+  }
+  cg_buf_reset(&b);
+  assert_int_equal(cg__lark_encode_reply(a, r, &st, &b), 0);
+  check_dump("deep card", b.data, r->card);
+  cg_reply_free(r);
+
+  r = cg_reply_keep();
+  json_t *o1 = json_object(), *o2 = json_object();
+  json_object_set(o1, "o2", o2);
+  json_object_set(o2, "o1", o1); /* a cycle */
+  r->card = o1;
+  cg_buf_reset(&b);
+  assert_int_equal(cg_buf_append(&b, "keep", 4), 0);
+  assert_int_equal(cg__lark_encode_reply(a, r, &st, &b), CG_ENOMEM);
+  assert_string_equal(b.data, "keep");
+  json_object_del(o2, "o1"); /* break it so it can be freed */
+  json_decref(o2);
+  cg_reply_free(r);
+
+  cg_buf_free(&b);
+  cg__lark_msg_clear(&m);
+}
+
 static void test_names(void **state) {
   (void)state;
   assert_string_equal(cg_platform_name(CG_PLATFORM_LARK), "lark");
@@ -1662,6 +1923,7 @@ static void test_names(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_policy_matrix),
+      cmocka_unit_test(test_policy_matrix_prepared),
       cmocka_unit_test(test_doc_vectors),
       cmocka_unit_test(test_go_sample),
       cmocka_unit_test(test_decode_legacy),
@@ -1682,7 +1944,15 @@ int main(void) {
       cmocka_unit_test(test_encode_preview),
       cmocka_unit_test(test_encode_limits),
       cmocka_unit_test(test_encode_error),
+      cmocka_unit_test(test_encode_card_text),
+      cmocka_unit_test(test_dump_matches_jansson),
+      cmocka_unit_test(test_dump_deferred),
       cmocka_unit_test(test_names),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  /* Everything twice: secrets as given, then with prepared keys. */
+  int failed =
+      cmocka_run_group_tests_name("per-call secrets", tests, NULL, NULL);
+  failed +=
+      cmocka_run_group_tests_name("prepared keys", tests, use_prepared, NULL);
+  return failed;
 }

@@ -4,10 +4,13 @@
  * §1 (legacy card callback), §2 (schema 2.0 / 1.0).
  *
  * Order of work for one request:
- *   size → nesting pre-scan → parse → decrypt ({"encrypt":…}) → parse →
- *   classify → [challenge: token check, done] → signatures / token →
- *   replay window → decode fields into a cg__action_rec.
- * Nothing is decoded before the request has been verified. */
+ *   size → parse → decrypt ({"encrypt":…}) → parse → classify →
+ *   [challenge: token check, done] → signatures / token → replay window →
+ *   decode fields into a cg__action_rec.
+ * where parse = the fast reader, or else nesting pre-scan + json_loadb.
+ * Nothing is decoded before the request has been verified. With prepared
+ * keys (cg__lark_secrets.keys) no OpenSSL algorithm is looked up and no key
+ * derived per request. */
 #include "lark_webhook.h"
 
 #include <jansson.h>
@@ -149,10 +152,37 @@ static int depth_ok(const char *p, size_t n, int max) {
   return 1;
 }
 
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 when invalid
+ * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF — the rules
+ * jansson applies when it reads and when it writes). */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+  unsigned c = p[0];
+  if (c < 0x80) return 1;
+  size_t len;
+  unsigned min;
+  if (c >= 0xc2 && c <= 0xdf)
+    len = 2, min = 0x80;
+  else if (c >= 0xe0 && c <= 0xef)
+    len = 3, min = 0x800;
+  else if (c >= 0xf0 && c <= 0xf4)
+    len = 4, min = 0x10000;
+  else
+    return 0;
+  if (n < len) return 0;
+  unsigned v = c & (0x3f >> (len - 1));
+  for (size_t i = 1; i < len; i++) {
+    if ((p[i] & 0xc0) != 0x80) return 0;
+    v = v << 6 | (p[i] & 0x3f);
+  }
+  if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+  return len;
+}
+
 /* Parses p[0..n) as a JSON object. what names it in messages ("body",
  * "decrypted body"); hint is appended to a parse error. */
 static json_t *parse_object(const char *p, size_t n, const char *what,
                             const char *hint, cg__lark_error *err, int *rc) {
+  json_t *j;
   if (!depth_ok(p, n, CG_LIMIT_JSON_DEPTH)) {
     *rc = fail(err, 400, CG_EMALFORMED,
                "%s nests JSON deeper than %d levels; callback bodies are "
@@ -161,7 +191,7 @@ static json_t *parse_object(const char *p, size_t n, const char *what,
     return NULL;
   }
   json_error_t je;
-  json_t *j = json_loadb(p, n, JSON_REJECT_DUPLICATES, &je);
+  j = json_loadb(p, n, JSON_REJECT_DUPLICATES, &je);
   if (!j) {
     if (json_error_code(&je) == json_error_out_of_memory) {
       *rc = fail_nomem(err);
@@ -193,16 +223,14 @@ static json_t *parse_object(const char *p, size_t n, const char *what,
 
 /* ---- verification ------------------------------------------------------- */
 
-/* Copies a header value into a NUL-terminated buffer of CG_LIMIT_HEADER_VALUE
- * + 1 bytes (the signature API takes C strings). */
-static int header_cstr(const char *v, size_t n, const char *name, char *dst,
-                       cg__lark_error *err) {
+/* A header value the signature may cover: at most CG_LIMIT_HEADER_VALUE
+ * bytes, no NUL (the signature is computed over the value as a string). */
+static int header_check(const char *v, size_t n, const char *name,
+                        cg__lark_error *err) {
   if (n > CG_LIMIT_HEADER_VALUE || (n && memchr(v, '\0', n)))
     return fail(err, 400, CG_EMALFORMED,
                 "%s header is longer than %u bytes or contains a NUL byte",
                 name, CG_LIMIT_HEADER_VALUE);
-  if (n) memcpy(dst, v, n);
-  dst[n] = '\0';
   return 0;
 }
 
@@ -213,8 +241,8 @@ typedef struct sig_policy {
   const char *why;        /* which setting made the check mandatory */
 } sig_policy;
 
-static int check_signature(const sig_policy *pol, const cg_http_request *req,
-                           cg__lark_error *err) {
+static int check_signature(const cg__lark_keys *keys, const sig_policy *pol,
+                           const cg_http_request *req, cg__lark_error *err) {
   const char *missing[3];
   int nm = 0;
   if (!req->signature) missing[nm++] = HDR_SIG;
@@ -228,23 +256,27 @@ static int check_signature(const sig_policy *pol, const cg_http_request *req,
                 nm > 2 ? ", " : "", nm > 2 ? missing[2] : "", nm > 1 ? "s" : "",
                 pol->why);
 
-  char ts[CG_LIMIT_HEADER_VALUE + 1], nonce[CG_LIMIT_HEADER_VALUE + 1];
-  int rc = header_cstr(req->timestamp, req->timestamp_len, HDR_TS, ts, err);
-  if (!rc) rc = header_cstr(req->nonce, req->nonce_len, HDR_NONCE, nonce, err);
+  int rc = header_check(req->timestamp, req->timestamp_len, HDR_TS, err);
+  if (!rc) rc = header_check(req->nonce, req->nonce_len, HDR_NONCE, err);
   if (rc) return rc;
 
+  /* A digest is computed only when the header has its length: a signature of
+   * another length can never match it (cg_consttime_eq compares lengths
+   * first), and the header's length is the sender's, not a secret. */
   int ok = 0;
-  if (pol->sha1_token) {
+  if (pol->sha1_token && req->signature_len == SHA1_HEX) {
     char sig[SHA1_HEX + 1];
-    cg_lark_sign_legacy(ts, nonce, pol->sha1_token, req->body, req->body_len,
-                        sig);
+    cg__lark_sign(keys, CG__LARK_SHA1, req->timestamp, req->timestamp_len,
+                  req->nonce, req->nonce_len, pol->sha1_token,
+                  strlen(pol->sha1_token), req->body, req->body_len, sig);
     ok |= sig[0] != '\0' &&
           cg_consttime_eq(req->signature, req->signature_len, sig, SHA1_HEX);
   }
-  if (pol->sha256_key) {
+  if (pol->sha256_key && req->signature_len == SHA256_HEX) {
     char sig[SHA256_HEX + 1];
-    cg_lark_sign_event(ts, nonce, pol->sha256_key, req->body, req->body_len,
-                       sig);
+    cg__lark_sign(keys, CG__LARK_SHA256, req->timestamp, req->timestamp_len,
+                  req->nonce, req->nonce_len, pol->sha256_key,
+                  strlen(pol->sha256_key), req->body, req->body_len, sig);
     ok |= sig[0] != '\0' &&
           cg_consttime_eq(req->signature, req->signature_len, sig, SHA256_HEX);
   }
@@ -459,11 +491,50 @@ static int check_replay(const cg__lark_secrets *s, const cg_http_request *req,
   return 0;
 }
 
+/* ---- compact JSON output ------------------------------------------------ */
+
+typedef struct dump_ctx {
+  cg_buf *b;
+  int rc;
+} dump_ctx;
+
+static int dump_cb(const char *p, size_t n, void *ud) {
+  dump_ctx *d = ud;
+  d->rc = cg_buf_append(d->b, p, n);
+  return d->rc ? -1 : 0;
+}
+
+/* Appends v as compact JSON (jansson's json_dump_callback straight into the
+ * buffer). 0, CG_ETOOBIG, or CG_ENOMEM (also when jansson refuses v); b is
+ * left as it was on failure. */
+static int append_json(cg_buf *b, const json_t *v) {
+  size_t start = b->len;
+  dump_ctx d = {b, 0};
+  int rc = 0;
+  if (json_dump_callback(v, dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY))
+    rc = d.rc ? d.rc : CG_ENOMEM;
+  if (rc) {
+    b->len = start;
+    if (b->data) b->data[start] = '\0';
+  }
+  return rc;
+}
+
 /* ---- decoding into the action ------------------------------------------ */
 
+/* A compact dump owned by the action: one allocation for a small value. */
 static int dump_into(const json_t *v, char **dst, cg__lark_error *err) {
-  *dst = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-  return *dst ? 0 : fail_nomem(err);
+  /* A dump can be a few times longer than its source (1e9 becomes
+   * 1000000000.0), and the source is at most CG_LIMIT_BODY_HARD bytes. */
+  cg_buf b;
+  cg_buf_init(&b, 8 * (size_t)CG_LIMIT_BODY_HARD);
+  *dst = NULL;
+  if (append_json(&b, v) != 0 || !b.data) {
+    cg_buf_free(&b);
+    return fail_nomem(err);
+  }
+  *dst = b.data;
+  return 0;
 }
 
 /* action.* — the same object in the legacy body and in schema 2.0
@@ -591,10 +662,30 @@ static int json_ws(char c) {
   return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int b64_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-         (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=';
-}
+/* 1 for the bytes of standard base64 and '=' (the envelope's string is
+ * taken as is only when it holds nothing else). A table, not comparisons:
+ * the scan runs over the whole body, and random base64 defeats the branch
+ * predictor. */
+/* clang-format off */
+static const unsigned char b64_chars[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+/* clang-format on */
 
 /* Exactly {"encrypt":"<base64 characters>"} (JSON whitespace around it):
  * *b64 points into p. 0 for anything else. */
@@ -607,7 +698,7 @@ static int envelope_fast(const char *p, size_t n, const char **b64,
     return 0;
   i += sizeof head - 1;
   size_t start = i;
-  while (i < n && b64_char(p[i])) i++;
+  while (i < n && b64_chars[(unsigned char)p[i]]) i++;
   if (n - i < 2 || p[i] != '"' || p[i + 1] != '}') return 0;
   *b64 = p + start;
   *b64_len = i - start;
@@ -622,6 +713,8 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
                     const cg_http_request *req, int64_t now_ms,
                     cg__lark_msg *out, cg__lark_error *err) {
   cg_assert(s && req && out && err);
+  cg_assert(!s->keys || cg__lark_keys_match(s->keys, s->verification_token,
+                                            s->encrypt_key));
   CG_UNUSED(ep); /* the body decides the format (lark_webhook.h) */
   memset(out, 0, sizeof *out);
   err->http_status = 0;
@@ -672,7 +765,7 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
           " to the Encrypt Key from the developer console");
       goto out;
     }
-    int drc = cg_lark_decrypt(key, enc_s, enc_n, &plain, &plain_len);
+    int drc = cg__lark_decrypt(s->keys, key, enc_s, enc_n, &plain, &plain_len);
     json_decref(root);
     root = NULL;
     switch (drc) {
@@ -806,7 +899,7 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
                   "Verification Token; set " SET_TOKEN);
         goto out;
       }
-      if ((rc = check_signature(&pol, req, err))) goto out;
+      if ((rc = check_signature(s->keys, &pol, req, err))) goto out;
     } else {
       if (key) {
         if (!encrypted) {
@@ -817,7 +910,7 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
           goto out;
         }
         sig_policy pol = {NULL, key, SET_KEY};
-        if ((rc = check_signature(&pol, req, err))) goto out;
+        if ((rc = check_signature(s->keys, &pol, req, err))) goto out;
       }
       if (tok) {
         json_t *t =
@@ -903,23 +996,11 @@ void cg__lark_msg_clear(cg__lark_msg *m) {
 
 /* ---- encoding ----------------------------------------------------------- */
 
-typedef struct dump_ctx {
-  cg_buf *b;
-  int rc;
-} dump_ctx;
-
-static int dump_cb(const char *p, size_t n, void *ud) {
-  dump_ctx *d = ud;
-  d->rc = cg_buf_append(d->b, p, n);
-  return d->rc ? -1 : 0;
-}
-
-/* Appends v as compact JSON (UTF-8 kept as is). */
-static int append_json(cg_buf *b, const json_t *v) {
-  dump_ctx d = {b, 0};
-  if (json_dump_callback(v, dump_cb, &d, JSON_COMPACT | JSON_ENCODE_ANY) != 0)
-    return d.rc ? d.rc : CG_ENOMEM;
-  return 0;
+/* The card as compact JSON: its serialization when the reply carries one
+ * (cg__reply_card_take: serialized once, by the engine), else dumped now. */
+static int append_card_json(cg_buf *b, const cg_reply *r) {
+  if (r->card_text) return cg_buf_append(b, r->card_text, r->card_text_len);
+  return append_json(b, r->card);
 }
 
 static int append_str(cg_buf *b, const char *s) {
@@ -943,7 +1024,7 @@ static int has_i18n(const cg_reply *r) {
 static int encode_legacy(const cg_reply *r, int *status, cg_buf *b) {
   if (r && r->card) {
     *status = 200;
-    return append_json(b, r->card);
+    return append_card_json(b, r);
   }
   if (r && r->toast_content) {
     *status = 400;
@@ -967,7 +1048,7 @@ static int append_card(cg_buf *b, const cg_reply *r, int comma) {
   if (r->card) {
     rc = cg_buf_appends(b, comma ? ",\"card\":{\"type\":\"raw\",\"data\":"
                                  : "\"card\":{\"type\":\"raw\",\"data\":");
-    if (!rc) rc = append_json(b, r->card);
+    if (!rc) rc = append_card_json(b, r);
     if (!rc) rc = cg_buf_append(b, "}", 1);
   } else if (r->template_id) {
     rc =
@@ -1069,31 +1150,6 @@ int cg__lark_encode_challenge(const char *challenge, cg_buf *out) {
     if (out->data) out->data[start] = '\0';
   }
   return rc;
-}
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 when invalid
- * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-  unsigned c = p[0];
-  if (c < 0x80) return 1;
-  size_t len;
-  unsigned min;
-  if (c >= 0xc2 && c <= 0xdf)
-    len = 2, min = 0x80;
-  else if (c >= 0xe0 && c <= 0xef)
-    len = 3, min = 0x800;
-  else if (c >= 0xf0 && c <= 0xf4)
-    len = 4, min = 0x10000;
-  else
-    return 0;
-  if (n < len) return 0;
-  unsigned v = c & (0x3f >> (len - 1));
-  for (size_t i = 1; i < len; i++) {
-    if ((p[i] & 0xc0) != 0x80) return 0;
-    v = v << 6 | (p[i] & 0x3f);
-  }
-  if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
-  return len;
 }
 
 /* A JSON string of s with invalid UTF-8 replaced by U+FFFD, so an error

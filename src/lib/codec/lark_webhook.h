@@ -12,11 +12,58 @@
 #include "cardgate/app.h"
 #include "cardgate/reply.h"
 
+/* Secrets prepared once for many requests: the AES key derived from the
+ * encrypt key with its key schedule made, AES-256-CBC, SHA-1 and SHA-256
+ * fetched from OpenSSL once (an implicit fetch takes a lock and a lookup on
+ * every EVP_*Init), and the digest and cipher contexts reused. Made by the
+ * caller and passed in through cg__lark_secrets.keys: the codec keeps no
+ * globals. Not thread-safe: the contexts inside are scratch space, so one
+ * keys object serves one thread at a time (one per loop). Holds copies of
+ * the secrets it was made from (cleansed when freed). */
+typedef struct cg__lark_keys cg__lark_keys;
+
+/* Prepares the secrets (NULL/"" = not configured, as in cg__lark_secrets).
+ * 0 and *out (free with cg__lark_keys_free), or CG_EINVAL (out NULL),
+ * CG_ENOMEM, CG_ECRYPTO (OpenSSL cannot provide SHA-1, SHA-256 or
+ * AES-256-CBC); *out is NULL then. */
+int cg__lark_keys_new(const char *verification_token, const char *encrypt_key,
+                      cg__lark_keys **out);
+/* Frees k and cleanses what it holds. Accepts NULL. */
+void cg__lark_keys_free(cg__lark_keys *k);
+/* 1 when k was made from exactly these secrets (NULL and "" alike). */
+int cg__lark_keys_match(const cg__lark_keys *k, const char *verification_token,
+                        const char *encrypt_key);
+
 typedef struct cg__lark_secrets {
   const char *verification_token; /* NULL/"" = not configured */
   const char *encrypt_key;        /* NULL/"" = not configured */
   uint32_t replay_window_s;       /* 0 = off */
+  /* Borrowed, or NULL: derive and fetch on every call (slower, same
+   * results). When set it must have been made from the two secrets above
+   * (checked with cg_assert: a mismatch is a wiring bug) and is used by
+   * cg__lark_decode, so the same one-thread-at-a-time rule applies. */
+  const cg__lark_keys *keys;
 } cg__lark_secrets;
+
+/* The two signature schemes (lark.md §0.4). */
+typedef enum { CG__LARK_SHA1 = 1, CG__LARK_SHA256 = 2 } cg__lark_hash;
+
+/* hex_lower(HASH(ts || nonce || secret || body)), every part given by
+ * pointer and length, into out (41 bytes for SHA-1, 65 for SHA-256). k:
+ * prepared digests and context, or NULL (per call). On an OpenSSL failure out
+ * is "", which never equals a signature. cg_lark_sign_legacy/_event are this
+ * with k == NULL and C strings. */
+void cg__lark_sign(const cg__lark_keys *k, cg__lark_hash h, const char *ts,
+                   size_t ts_len, const char *nonce, size_t nonce_len,
+                   const char *secret, size_t secret_len, const void *body,
+                   size_t body_len, char *out);
+
+/* cg_lark_decrypt with the prepared key (k, which must hold an encrypt key;
+ * encrypt_key is then unused) or, with k == NULL, the key derived from
+ * encrypt_key. Same strictness, results and ownership as cg_lark_decrypt. */
+int cg__lark_decrypt(const cg__lark_keys *k, const char *encrypt_key,
+                     const char *b64, size_t b64_len, char **out,
+                     size_t *out_len);
 
 typedef enum {
   CG__LARK_MSG_CHALLENGE = 1, /* url_verification: answer the challenge */

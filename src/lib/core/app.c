@@ -32,6 +32,7 @@ struct cg_app {
   char *app_id;
   char *app_secret;
   cg__lark_secrets secrets;
+  cg__lark_keys *lark_keys; /* secrets.keys: prepared once, loop thread only */
   uint32_t deadline_ms;
   uint32_t dedupe_ttl_s;
   cg_store *store;
@@ -121,6 +122,12 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
   app->secrets.verification_token = app->verification_token;
   app->secrets.encrypt_key = app->encrypt_key;
   app->secrets.replay_window_s = o->replay_window_s;
+  int krc = cg__lark_keys_new(app->verification_token, app->encrypt_key, &app->lark_keys);
+  if (krc) {
+    rc = krc;
+    goto fail;
+  }
+  app->secrets.keys = app->lark_keys;
   app->deadline_ms = o->deadline_ms ? o->deadline_ms : 2500;
   app->dedupe_ttl_s = o->dedupe_ttl_s ? o->dedupe_ttl_s : 86400;
   app->store = o->store;
@@ -142,6 +149,7 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
   return app;
 fail:
   if (app) {
+    cg__lark_keys_free(app->lark_keys);
     free(app->verification_token);
     free(app->encrypt_key);
     free(app->app_id);
@@ -176,6 +184,7 @@ void cg_app_free(cg_app *app) {
   free(app->workflows);
   cg__dedupe_free(app->dedupe);
   cg_buf_free(&app->enc);
+  cg__lark_keys_free(app->lark_keys);
   if (app->verification_token) memset(app->verification_token, 0, strlen(app->verification_token));
   if (app->encrypt_key) memset(app->encrypt_key, 0, strlen(app->encrypt_key));
   if (app->app_secret) memset(app->app_secret, 0, strlen(app->app_secret));

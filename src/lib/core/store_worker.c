@@ -14,6 +14,16 @@ struct cg__store_worker {
   int stop;                     /* guarded by mu */
   uv_async_t async;
   size_t pending; /* loop thread: submitted, done not called yet */
+  /* Jobs submitted during this loop iteration, handed to the worker in one
+   * go at the start of the next (uv_idle, which also keeps that iteration's
+   * poll from blocking): one wake-up and one transaction for every click
+   * that arrived together, instead of one per click. A uv_check would run
+   * after this iteration's I/O, but one started from inside another check
+   * callback only runs an iteration later, after a blocking poll. */
+  uv_idle_t idle;
+  cg__job *stage_head, *stage_tail;
+  int idle_active;
+  int closing; /* handles still to close before w is freed */
 };
 
 static void append(cg__job **head, cg__job **tail, cg__job *first, cg__job *last) {
@@ -74,8 +84,25 @@ static void on_async(uv_async_t *h) {
   deliver(CG_CONTAINER_OF(h, cg__store_worker, async));
 }
 
+static void flush_stage(cg__store_worker *w) {
+  if (!w->stage_head) return;
+  uv_mutex_lock(&w->mu);
+  append(&w->in_head, &w->in_tail, w->stage_head, w->stage_tail);
+  uv_cond_signal(&w->cv);
+  uv_mutex_unlock(&w->mu);
+  w->stage_head = w->stage_tail = NULL;
+}
+
+static void on_idle(uv_idle_t *h) {
+  cg__store_worker *w = CG_CONTAINER_OF(h, cg__store_worker, idle);
+  flush_stage(w);
+  uv_idle_stop(&w->idle);
+  w->idle_active = 0;
+}
+
 static void on_closed(uv_handle_t *h) {
-  free(CG_CONTAINER_OF(h, cg__store_worker, async));
+  cg__store_worker *w = h->data;
+  if (--w->closing == 0) free(w);
 }
 
 cg__store_worker *cg__store_worker_new(uv_loop_t *loop, cg_store *store, int *err) {
@@ -86,12 +113,16 @@ cg__store_worker *cg__store_worker_new(uv_loop_t *loop, cg_store *store, int *er
   if ((rc = uv_mutex_init(&w->mu)) != 0) goto fail_free;
   if ((rc = uv_cond_init(&w->cv)) != 0) goto fail_mu;
   if ((rc = uv_async_init(loop, &w->async, on_async)) != 0) goto fail_cv;
+  uv_idle_init(loop, &w->idle);
+  w->async.data = w->idle.data = w;
   /* Keeps the loop alive only while jobs are pending. */
   uv_unref((uv_handle_t *)&w->async);
   if ((rc = uv_thread_create(&w->thread, worker_main, w)) != 0) {
     uv_cond_destroy(&w->cv);
     uv_mutex_destroy(&w->mu);
+    w->closing = 2;
     uv_close((uv_handle_t *)&w->async, on_closed); /* frees w */
+    uv_close((uv_handle_t *)&w->idle, on_closed);
     goto fail;
   }
   if (err) *err = 0;
@@ -111,15 +142,17 @@ void cg__store_worker_submit(cg__store_worker *w, cg__job *j) {
   j->next = NULL;
   j->commit_rc = 0;
   if (w->pending++ == 0) uv_ref((uv_handle_t *)&w->async);
-  uv_mutex_lock(&w->mu);
-  append(&w->in_head, &w->in_tail, j, j);
-  uv_cond_signal(&w->cv);
-  uv_mutex_unlock(&w->mu);
+  append(&w->stage_head, &w->stage_tail, j, j);
+  if (!w->idle_active) {
+    uv_idle_start(&w->idle, on_idle);
+    w->idle_active = 1;
+  }
 }
 
 
 void cg__store_worker_free(cg__store_worker *w) {
   if (!w) return;
+  flush_stage(w);
   uv_mutex_lock(&w->mu);
   w->stop = 1;
   uv_cond_signal(&w->cv);
@@ -128,5 +161,7 @@ void cg__store_worker_free(cg__store_worker *w) {
   deliver(w);
   uv_cond_destroy(&w->cv);
   uv_mutex_destroy(&w->mu);
+  w->closing = 2;
   uv_close((uv_handle_t *)&w->async, on_closed);
+  uv_close((uv_handle_t *)&w->idle, on_closed);
 }

@@ -722,7 +722,8 @@ typedef struct wf_ctx {
   const char *state;
   const json_t *vars;
   const cg_action *a; /* NULL for the initial card */
-  char now[40];
+  int64_t now_ms;
+  char now[40];    /* formatted on first use ("" until then) */
   char now_cn[40];
   char key[CG_LIMIT_ID]; /* ${value.KEY}: the key, NUL-terminated */
 } wf_ctx;
@@ -736,8 +737,14 @@ static const char *lookup(const char *name, size_t n, void *ud) {
   wf_ctx *c = ud;
   const cg_action *a = c->a;
   if (same(name, n, "state")) return c->state;
-  if (same(name, n, "now")) return c->now;
-  if (same(name, n, "now_cn")) return c->now_cn;
+  if (same(name, n, "now")) {
+    if (!c->now[0]) cg_time_iso(c->now_ms, c->now, sizeof c->now);
+    return c->now;
+  }
+  if (same(name, n, "now_cn")) {
+    if (!c->now_cn[0]) cg_time_local(c->now_ms, CN_UTC_OFFSET_MIN, c->now_cn, sizeof c->now_cn);
+    return c->now_cn;
+  }
   if (is_prefix(name, n, "value.")) {
     if (!a || n - 6 >= sizeof c->key) return NULL;
     memcpy(c->key, name + 6, n - 6);
@@ -760,8 +767,7 @@ static const char *lookup(const char *name, size_t n, void *ud) {
 static void ctx_init(wf_ctx *c, const cg_action *a, int64_t now_ms) {
   memset(c, 0, sizeof *c);
   c->a = a;
-  cg_time_iso(now_ms, c->now, sizeof c->now);
-  cg_time_local(now_ms, CN_UTC_OFFSET_MIN, c->now_cn, sizeof c->now_cn);
+  c->now_ms = now_ms; /* times are formatted only when a template uses them */
 }
 
 static int fail_step(char *err, size_t errlen, int code, const char *fmt, ...)
