@@ -1166,10 +1166,11 @@ static void test_bad_encrypted(void **state) {
        CG_EMALFORMED},
       {"{\"encrypt\":\"AAECAwQFBgcICQoLDA0ODw==\"}", "base64 of a 16-byte IV",
        CG_EMALFORMED},
+      /* unsigned: one answer whatever went wrong inside the ciphertext */
       {"{\"encrypt\":\"P37w+VZImNgPEO1RBhJ6RtKl7n6zymIbEG1pReEzghk=\"}",
-       "could not decrypt: padding invalid", CG_ECRYPTO}, /* wrong key */
+       "could not decrypt the body into JSON", CG_ECRYPTO}, /* wrong key */
       {"{\"encrypt\":\"AAECAwQFBgcICQoLDA0OD+n1b3eQAJmiRLOrpcJo/L8=\"}",
-       "padding invalid", CG_ECRYPTO},
+       "could not decrypt the body into JSON", CG_ECRYPTO},
       {"{\"encrypt\":null}", "unrecognized", CG_EMALFORMED},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -1188,10 +1189,32 @@ static void test_bad_encrypted(void **state) {
                                "encrypted again", "duplicate"};
   for (size_t i = 0; i < 5; i++) {
     char *body = wrap(KEY, plains[i]);
-    c.body = body;
-    int rc = run(&c, &m, &e);
+    /* Signed with the key: the detailed reason. */
+    char sig[65];
+    cg_lark_sign_event("1700000000", "n1", KEY, body, strlen(body), sig);
+    call sc = {.s = &S_KEY, .ts = "1700000000", .nonce = "n1", .sig = sig, .body = body};
+    int rc = run(&sc, &m, &e);
     assert_int_equal(rc, CG_EMALFORMED);
     if (!strstr(e.msg, msgs[i])) fail_msg("%zu: %s", i, e.msg);
+    /* Unsigned, or signed wrongly: no detail about what decrypting gave,
+     * the same answer as bad padding (no padding oracle), except for what
+     * only a valid JSON object can produce. */
+    for (int wrong = 0; wrong < 2; wrong++) {
+      call uc = {.s = &S_KEY, .body = body};
+      if (wrong) {
+        uc.ts = "1700000000";
+        uc.nonce = "n2"; /* the signature was made with n1 */
+        uc.sig = sig;
+      }
+      rc = run(&uc, &m, &e);
+      if (i == 3) {
+        assert_int_equal(rc, CG_EMALFORMED); /* "encrypted again": valid JSON */
+      } else {
+        assert_int_equal(rc, CG_ECRYPTO);
+        assert_non_null(strstr(e.msg, "could not decrypt the body into JSON"));
+      }
+      assert_int_equal(e.http_status, 400);
+    }
     free(body);
   }
 }

@@ -31,6 +31,10 @@
 /* The settings users know the secrets by (cardgate serve). */
 #define SET_TOKEN "LARK_VERIFICATION_TOKEN"
 #define SET_KEY "LARK_ENCRYPT_KEY"
+/* One answer for every unsigned ciphertext that does not decrypt to JSON. */
+#define UNSIGNED_DECRYPT_FAIL                                                \
+  "could not decrypt the body into JSON: the Encrypt Key is probably wrong " \
+  "(check " SET_KEY ")"
 
 enum { SHA1_HEX = 40, SHA256_HEX = 64 };
 
@@ -240,6 +244,30 @@ typedef struct sig_policy {
   const char *sha256_key; /* SHA-256 + encrypt key, or NULL */
   const char *why;        /* which setting made the check mandatory */
 } sig_policy;
+
+/* Which configured schemes the request's signature matches, computed over
+ * the raw body: bit 1 SHA-1 + token, bit 2 SHA-256 + key. 0 when none (or a
+ * header is missing or malformed). */
+static int sig_mask(const cg__lark_keys *keys, const char *tok, const char *key,
+                    const cg_http_request *req) {
+  int mask = 0;
+  if (!req->signature || !req->timestamp || !req->nonce) return 0;
+  if (tok && req->signature_len == SHA1_HEX) {
+    char sig[SHA1_HEX + 1];
+    cg__lark_sign(keys, CG__LARK_SHA1, req->timestamp, req->timestamp_len,
+                  req->nonce, req->nonce_len, tok, strlen(tok), req->body,
+                  req->body_len, sig);
+    if (sig[0] != '\0' && cg_consttime_eq(req->signature, req->signature_len, sig, SHA1_HEX)) mask |= 1;
+  }
+  if (key && req->signature_len == SHA256_HEX) {
+    char sig[SHA256_HEX + 1];
+    cg__lark_sign(keys, CG__LARK_SHA256, req->timestamp, req->timestamp_len,
+                  req->nonce, req->nonce_len, key, strlen(key), req->body,
+                  req->body_len, sig);
+    if (sig[0] != '\0' && cg_consttime_eq(req->signature, req->signature_len, sig, SHA256_HEX)) mask |= 2;
+  }
+  return mask;
+}
 
 static int check_signature(const cg__lark_keys *keys, const sig_policy *pol,
                            const cg_http_request *req, cg__lark_error *err) {
@@ -729,6 +757,8 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
   char *plain = NULL; /* decrypted text, becomes raw_json */
   size_t plain_len = 0;
   int encrypted = 0;
+  int pre_verified = 0; /* signature checked before decrypting */
+  int pre_mask = 0;     /* the schemes it matched (sig_mask) */
   cg__action_rec *rec = NULL;
 
   if (!req->body || req->body_len == 0)
@@ -765,6 +795,18 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
           " to the Encrypt Key from the developer console");
       goto out;
     }
+    /* A signed body's signature is checked before it is decrypted (either
+     * scheme an encrypted body may carry); once the shape is known, the
+     * scheme that shape requires must be among those that matched
+     * (pre_mask saves hashing the body twice). */
+    if (req->signature && req->timestamp && req->nonce) {
+      pre_mask = sig_mask(s->keys, tok, key, req);
+      pre_verified = pre_mask != 0;
+    }
+    /* Not verified (no or wrong signature): it may still be a challenge,
+     * which needs none, so it is decrypted — but every way it can fail to
+     * decrypt into JSON gets one answer (UNSIGNED_DECRYPT_FAIL): the answers
+     * tell a prober nothing about the padding of a forged ciphertext. */
     int drc = cg__lark_decrypt(s->keys, key, enc_s, enc_n, &plain, &plain_len);
     json_decref(root);
     root = NULL;
@@ -773,8 +815,9 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
         break;
       case CG_ECRYPTO:
         rc = fail(err, 400, CG_ECRYPTO,
-                  "could not decrypt: padding invalid — the Encrypt Key is "
-                  "probably wrong; check " SET_KEY);
+                  pre_verified ? "could not decrypt: padding invalid — the Encrypt Key is "
+                                 "probably wrong; check " SET_KEY
+                               : UNSIGNED_DECRYPT_FAIL);
         goto out;
       case CG_ETOOBIG:
         rc = fail(err, 413, CG_ETOOBIG, "$.encrypt is larger than %u bytes",
@@ -792,6 +835,12 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
     encrypted = 1;
     root = parse_object(plain, plain_len, "decrypted body",
                         " — the Encrypt Key is probably wrong", err, &rc);
+    if (!root && !pre_verified && rc != CG_ENOMEM) {
+      /* Unsigned: the same answer as a padding failure, so that answers do
+       * not tell a prober whether its ciphertext had valid padding. */
+      rc = fail(err, 400, CG_ECRYPTO, UNSIGNED_DECRYPT_FAIL);
+      goto out;
+    }
     if (!root) goto out;
     if (member(root, "encrypt")) {
       rc = fail(err, 400, CG_EMALFORMED,
@@ -899,7 +948,9 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
                   "Verification Token; set " SET_TOKEN);
         goto out;
       }
-      if ((rc = check_signature(s->keys, &pol, req, err))) goto out;
+      if (!(pre_verified && (pre_mask & ((pol.sha1_token ? 1 : 0) | (pol.sha256_key ? 2 : 0)))) &&
+          (rc = check_signature(s->keys, &pol, req, err)))
+        goto out;
     } else {
       if (key) {
         if (!encrypted) {
@@ -910,7 +961,8 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
           goto out;
         }
         sig_policy pol = {NULL, key, SET_KEY};
-        if ((rc = check_signature(s->keys, &pol, req, err))) goto out;
+        if (!(pre_verified && (pre_mask & 2)) && (rc = check_signature(s->keys, &pol, req, err)))
+          goto out;
       }
       if (tok) {
         json_t *t =
