@@ -168,6 +168,13 @@ fail:
 }
 
 static json_t *render_string(const json_t *n, rctx *c) {
+  /* No placeholder: the template's own string is shared (jansson strings
+   * are never modified in place here: cards are patched by replacing
+   * members), which saves two allocations and a copy per string. */
+  if (!memchr(json_string_value(n), '$', json_string_length(n))) {
+    if (account(c, json_string_length(n) + 2)) return NULL;
+    return json_incref((json_t *)n);
+  }
   cg_buf_reset(&c->buf);
   int rc = subst(json_string_value(n), json_string_length(n), c->lookup, c->ud,
                  &c->buf);
@@ -205,11 +212,11 @@ static json_t *render_node(const json_t *n, rctx *c, int depth) {
     case JSON_INTEGER:
       cg_fmt(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(n));
       if (account(c, strlen(num))) return NULL;
-      out = json_integer(json_integer_value(n));
+      out = json_incref((json_t *)n); /* shared, like constant strings */
       break;
     case JSON_REAL:
       if (account(c, 24)) return NULL;
-      out = json_real(json_real_value(n));
+      out = json_incref((json_t *)n);
       break;
     case JSON_TRUE:
       if (account(c, 4)) return NULL;

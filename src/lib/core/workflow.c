@@ -1180,8 +1180,10 @@ int cg__workflow_run(const cg_workflow *wf, cg_store *store, const cg_action *a,
       /* The card's text is the reply's when the step made a card reply. */
       const char *shared = out.reply && out.reply->card == out.new_card ? out.reply->card_text : NULL;
       char *card = shared ? NULL : json_dumps(out.new_card, JSON_COMPACT);
-      char *vars = json_dumps(out.new_vars, JSON_COMPACT);
-      if ((!card && !shared) || !vars) {
+      /* No variables: stored as NULL (the step treats NULL as none). */
+      int no_vars = json_object_size(out.new_vars) == 0;
+      char *vars = no_vars ? NULL : json_dumps(out.new_vars, JSON_COMPACT);
+      if ((!card && !shared) || (!vars && !no_vars)) {
         rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
       } else {
         cg_card_record rec = {
