@@ -11,6 +11,7 @@
  * Nothing is decoded before the request has been verified. With prepared
  * keys (cg__lark_secrets.keys) no OpenSSL algorithm is looked up and no key
  * derived per request. */
+#include "json_util.h"
 #include "lark_webhook.h"
 
 #include <jansson.h>
@@ -86,25 +87,6 @@ static int is_str(const json_t *v, const char *s) {
   return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
 }
 
-static const char *type_name(const json_t *v) {
-  switch (json_typeof(v)) {
-    case JSON_OBJECT:
-      return "an object";
-    case JSON_ARRAY:
-      return "an array";
-    case JSON_STRING:
-      return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-      return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-      return "a boolean";
-    case JSON_NULL:
-      return "null";
-  }
-  return "something else";
-}
 
 /* Optional string member: absent leaves *dst alone; wrong type fails. */
 static int opt_str(const json_t *obj, const char *path, const char *key,
@@ -114,7 +96,7 @@ static int opt_str(const json_t *obj, const char *path, const char *key,
   if (!v) return 0;
   if (!json_is_string(v))
     return fail(err, 400, CG_EMALFORMED, "%s.%s must be a string, not %s", path,
-                key, type_name(v));
+                key, cg__json_type_name(v));
   *dst = json_string_value(v);
   return 0;
 }
@@ -127,7 +109,7 @@ static int opt_obj(const json_t *obj, const char *path, const char *key,
     json_t *v = *dst;
     *dst = NULL;
     return fail(err, 400, CG_EMALFORMED, "%s.%s must be an object, not %s",
-                path, key, type_name(v));
+                path, key, cg__json_type_name(v));
   }
   return 0;
 }
@@ -217,7 +199,7 @@ static json_t *parse_object(const char *p, size_t n, const char *what,
     *rc = fail(err, 400, CG_EMALFORMED,
                "%s must be a JSON object, not %s; send the callback body "
                "exactly as Lark posts it",
-               what, type_name(j));
+               what, cg__json_type_name(j));
     json_decref(j);
     return NULL;
   }
@@ -582,7 +564,7 @@ static int decode_component(cg__action_rec *rec, const json_t *act,
   if (v) {
     if (!json_is_boolean(v))
       return fail(err, 400, CG_EMALFORMED,
-                  "%s.checked must be a boolean, not %s", path, type_name(v));
+                  "%s.checked must be a boolean, not %s", path, cg__json_type_name(v));
     a->checked = json_is_true(v);
   }
 
@@ -591,7 +573,7 @@ static int decode_component(cg__action_rec *rec, const json_t *act,
     if (!json_is_object(v) && !json_is_string(v))
       return fail(err, 400, CG_EMALFORMED,
                   "%s.value must be an object or a string, not %s", path,
-                  type_name(v));
+                  cg__json_type_name(v));
     rec->value = v;
     if ((rc = dump_into(v, &rec->value_json, err))) return rc;
   }
@@ -601,7 +583,7 @@ static int decode_component(cg__action_rec *rec, const json_t *act,
     if (!json_is_object(v))
       return fail(err, 400, CG_EMALFORMED,
                   "%s.form_value must be an object, not %s", path,
-                  type_name(v));
+                  cg__json_type_name(v));
     if ((rc = dump_into(v, &rec->form_value_json, err))) return rc;
   }
 
@@ -612,12 +594,12 @@ static int decode_component(cg__action_rec *rec, const json_t *act,
     if (!json_is_array(v))
       return fail(err, 400, CG_EMALFORMED,
                   "%s.options must be an array of strings, not %s", path,
-                  type_name(v));
+                  cg__json_type_name(v));
     json_array_foreach(v, i, o) {
       if (!json_is_string(o))
         return fail(err, 400, CG_EMALFORMED,
                     "%s.options[%zu] must be a string, not %s", path, i,
-                    type_name(o));
+                    cg__json_type_name(o));
     }
     if ((rc = dump_into(v, &rec->options_json, err))) return rc;
   }
@@ -779,7 +761,7 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
     json_t *enc = member(root, "encrypt");
     if (enc && !json_is_string(enc)) {
       rc = fail(err, 400, CG_EMALFORMED, "$.encrypt must be a string, not %s",
-                type_name(enc));
+                cg__json_type_name(enc));
       goto out;
     }
     if (enc) {
@@ -896,7 +878,7 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
   if (schema) {
     if (!json_is_string(schema)) {
       rc = fail(err, 400, CG_EMALFORMED, "$.schema must be a string, not %s",
-                type_name(schema));
+                cg__json_type_name(schema));
       goto out;
     }
     if ((rc = opt_obj(root, "$", "header", &hdr, err))) goto out;
@@ -924,7 +906,7 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
   } else if (member(root, "action")) {
     if (!json_is_object(member(root, "action"))) {
       rc = fail(err, 400, CG_EMALFORMED, "$.action must be an object, not %s",
-                type_name(member(root, "action")));
+                cg__json_type_name(member(root, "action")));
       goto out;
     }
     shape = SHAPE_LEGACY;

@@ -15,6 +15,7 @@
 
 #include "common/common.h"
 #include "common/limits.h"
+#include "lib/codec/json_util.h"
 #include "lib/codec/template.h"
 #include "lib/core/builtin.h"
 #include "lib/core/workflow_int.h"
@@ -87,25 +88,6 @@ static int lfail(lctx *c, const char *path, const char *fmt, ...) {
   return -1;
 }
 
-static const char *type_name(const json_t *v) {
-  switch (json_typeof(v)) {
-    case JSON_OBJECT:
-      return "an object";
-    case JSON_ARRAY:
-      return "an array";
-    case JSON_STRING:
-      return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-      return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE:
-      return "a boolean";
-    case JSON_NULL:
-      return "null";
-  }
-  return "?";
-}
 
 /* dst = parent + ".key" (identifier keys) or parent + "[\"key\"]". */
 static void key_path(char *dst, size_t cap, const char *parent,
@@ -171,7 +153,7 @@ static int get_typed(lctx *c, json_t *obj, const char *path, const char *key,
     const char *w = want == JSON_OBJECT  ? "an object"
                     : want == JSON_ARRAY ? "an array"
                                          : "a string";
-    return lfail(c, p, "must be %s, not %s", w, type_name(v));
+    return lfail(c, p, "must be %s, not %s", w, cg__json_type_name(v));
   }
   *out = v;
   return 0;
@@ -209,7 +191,7 @@ static int string_map(lctx *c, const char *path, json_t *obj, int is_vars) {
         return lfail(c, p, "out of memory");
     }
     if (!json_is_string(val))
-      return lfail(c, p, "must be a string, not %s", type_name(val));
+      return lfail(c, p, "must be a string, not %s", cg__json_type_name(val));
   }
   return 0;
 }
@@ -274,7 +256,7 @@ static int load_patch(lctx *c, const char *path, json_t *arr) {
     cg_fmt(p, sizeof p, "%s[%zu]", path, i);
     json_t *op = json_array_get(arr, i);
     if (!json_is_object(op))
-      return lfail(c, p, "must be an object, not %s", type_name(op));
+      return lfail(c, p, "must be an object, not %s", cg__json_type_name(op));
     json_t *ptr;
     if (only_keys(c, p, op, patch_keys) ||
         get_typed(c, op, p, "path", JSON_STRING, 1, &ptr))
@@ -341,7 +323,7 @@ static int load_state(lctx *c, cg_workflow *wf, json_t *cards, size_t idx,
   char path[512], p[512];
   key_path(path, sizeof path, "$.states", s->name);
   if (!json_is_object(obj))
-    return lfail(c, path, "must be an object, not %s", type_name(obj));
+    return lfail(c, path, "must be an object, not %s", cg__json_type_name(obj));
   json_t *card, *on, *otherwise, *desc;
   if (only_keys(c, path, obj, state_keys) ||
       get_typed(c, obj, path, "card", JSON_STRING, 0, &card) ||
@@ -364,7 +346,7 @@ static int load_state(lctx *c, cg_workflow *wf, json_t *cards, size_t idx,
       cg_fmt(p, sizeof p, "%s.on[%zu]", path, i);
       json_t *t = json_array_get(on, i);
       if (!json_is_object(t))
-        return lfail(c, p, "must be an object, not %s", type_name(t));
+        return lfail(c, p, "must be an object, not %s", cg__json_type_name(t));
       if (load_trans(c, wf, p, t, &s->on[i])) return -1;
     }
   }
@@ -485,7 +467,7 @@ static const char *const top_keys[] = {
 static int load_tree(lctx *c, cg_workflow *wf) {
   json_t *root = wf->root, *name, *match, *initial, *states, *cards, *desc;
   if (!json_is_object(root))
-    return lfail(c, "$", "must be an object, not %s", type_name(root));
+    return lfail(c, "$", "must be an object, not %s", cg__json_type_name(root));
   if (only_keys(c, "$", root, top_keys) ||
       get_typed(c, root, "$", "name", JSON_STRING, 1, &name) ||
       get_typed(c, root, "$", "description", JSON_STRING, 0, &desc) ||
@@ -499,7 +481,7 @@ static int load_tree(lctx *c, cg_workflow *wf) {
   json_t *stateless = json_object_get(root, "stateless");
   if (stateless && !json_is_boolean(stateless))
     return lfail(c, "$.stateless", "must be true or false, not %s",
-                 type_name(stateless));
+                 cg__json_type_name(stateless));
   wf->stateless = json_is_true(stateless);
   wf->name = json_string_value(name);
   const char *nm = wf->name;
@@ -527,7 +509,7 @@ static int load_tree(lctx *c, cg_workflow *wf) {
                      "characters",
                      NAME_MAX_LEN);
       if (!json_is_object(val))
-        return lfail(c, p, "must be an object, not %s", type_name(val));
+        return lfail(c, p, "must be an object, not %s", cg__json_type_name(val));
     }
   }
 
