@@ -147,6 +147,25 @@ describe('keep-alive and pipelining', () => {
     assert.ok(JSON.stringify(r.responses[2].body).includes('被拒绝'), r.responses[2].text);
   });
 
+  test('requests sent before the client half-closes are all answered', async () => {
+    const id = uid('om_fin');
+    const a = await prepare(['--url', s.cardUrl, '--message-id', id, '--value', '{"action":"accept"}']);
+    const c = await connect(s.port);
+    // The click is answered later (after the store commits); /healthz and
+    // the FIN are already there by then.
+    await c.write(Buffer.concat([
+      requestBytes(a, { keepAlive: true }),
+      Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n'),
+    ]));
+    c.end();
+    const timer = setTimeout(() => c.destroy(), 5000);
+    const { data } = await c.done;
+    clearTimeout(timer);
+    const rs = parseResponses(data);
+    assert.deepEqual(rs.map((x) => x.status), [200, 200], data.toString());
+    assert.ok(JSON.stringify(rs[0].body).includes('已同意'), rs[0].text);
+  });
+
   test('keep-alive: two requests sent one after the other on one connection', async () => {
     const c = await connect(s.port);
     await c.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');

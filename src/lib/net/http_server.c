@@ -94,6 +94,8 @@ struct cg_server {
   unsigned listening : 1;
   unsigned closing : 1;
   unsigned listener_closed : 1;
+  unsigned spare_busy : 1; /* spare is accepting-to-close (see on_connection) */
+  uv_tcp_t spare;
   cg_server_close_cb close_cb;
   void *close_ud;
   conn *conns;         /* every connection not yet freed */
@@ -255,7 +257,11 @@ cg_server *cg_server_new(cg_app *app, const cg_server_options *o, int *err) {
   if (rc) goto fail;
   s->max_body = max_body;
   s->max_header = o->max_header ? o->max_header : d.max_header;
-  s->in_cap = s->max_body + s->max_header;
+  /* Input that waits while a request is with the app: a little more than
+   * one request head. The body of a request is streamed into its own
+   * buffer once parsing resumes, so more buffering only lets a client that
+   * never reads its answers pin memory; TCP flow control holds the rest. */
+  s->in_cap = s->max_header + READ_BUF_SIZE;
   s->header_timeout_ms =
       o->header_timeout_ms ? o->header_timeout_ms : d.header_timeout_ms;
   s->body_timeout_ms =
@@ -379,7 +385,7 @@ static void in_compact(conn *c, size_t incoming) {
 /* The last step of cg_server_close: runs from a close callback or an app
  * answer, never inside cg_server_close itself. */
 static void server_maybe_finish(cg_server *s) {
-  if (!s->closing || !s->listener_closed || s->conns) return;
+  if (!s->closing || !s->listener_closed || s->conns || s->spare_busy) return;
   cg_server_close_cb cb = s->close_cb;
   void *ud = s->close_ud;
   server_free(s);
@@ -519,8 +525,10 @@ static void conn_respond(conn *c, int status, const char *allow,
       "Content-Type: application/json; charset=utf-8\r\nContent-Length: ";
   cg_server *s = c->srv;
   cg_buf *o = &c->obuf;
+  /* After the peer's FIN, requests it sent before it are still answered:
+   * the connection closes with the answer after which nothing is pending. */
   int keep = c->keep_alive && !must_close && !s->closing && !c->upgrade &&
-             !c->rejected && !c->eof;
+             !c->rejected && !(c->eof && !in_pending(c));
   char num[24];
   const char *reason = http_status_str((enum http_status)status);
   int rc = cg_buf_append(o, "HTTP/1.1 ", 9);
@@ -1055,6 +1063,12 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   if (!conn_paused(c)) conn_drain(c);
 }
 
+static void on_spare_closed(uv_handle_t *h) {
+  cg_server *s = h->data;
+  s->spare_busy = 0;
+  server_maybe_finish(s);
+}
+
 static void on_connection(uv_stream_t *ls, int status) {
   cg_server *s = ls->data;
   if (status < 0) {
@@ -1066,7 +1080,16 @@ static void on_connection(uv_stream_t *ls, int status) {
   conn *c = calloc(1, sizeof(*c));
   if (!c) {
     cg__log(s->app, CG_LOG_ERROR, "http",
-            "out of memory accepting a connection");
+            "out of memory accepting a connection: closed it");
+    /* It must still be accepted: libuv stops watching a listener whose
+     * pending connection is left unaccepted. */
+    if (!s->spare_busy) {
+      uv_tcp_init(s->loop, &s->spare);
+      s->spare.data = s;
+      s->spare_busy = 1;
+      uv_accept(ls, (uv_stream_t *)&s->spare);
+      uv_close((uv_handle_t *)&s->spare, on_spare_closed);
+    }
     return;
   }
   c->srv = s;
