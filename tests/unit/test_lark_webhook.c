@@ -931,8 +931,22 @@ typedef struct bad_body {
   const char *msg;
 } bad_body;
 
+#define ID16 "0123456789abcdef"
+#define LONG_ID ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 ID16 "x"
 static const bad_body bad_bodies[] = {
     {"empty", "", 0, CG_EMALFORMED, 400, "empty body"},
+    {"empty event id",
+     "{\"schema\":\"2.0\",\"header\":{\"event_id\":\"\",\"event_type\":"
+     "\"card.action.trigger\"},\"event\":{\"action\":{}}}",
+     0, CG_EMALFORMED, 400, "$.header.event_id must be 1 to 256 bytes long"},
+    {"empty event id, other event",
+     "{\"schema\":\"2.0\",\"header\":{\"event_id\":\"\",\"event_type\":"
+     "\"im.message.receive_v1\"},\"event\":{}}",
+     0, CG_EMALFORMED, 400, "$.header.event_id must be 1 to 256 bytes long"},
+    {"long event id",
+     "{\"schema\":\"2.0\",\"header\":{\"event_id\":\"" LONG_ID "\",\"event_type\":"
+     "\"card.action.trigger\"},\"event\":{\"action\":{}}}",
+     0, CG_EMALFORMED, 400, "got 257"},
     {"truncated", "{\"open_id\":", 0, CG_EMALFORMED, 400,
      "body is not valid JSON: "},
     {"truncated 2", "{\"action\":{\"tag\":\"butt", 0, CG_EMALFORMED, 400,

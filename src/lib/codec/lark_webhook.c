@@ -625,6 +625,19 @@ static int decode_legacy(cg__action_rec *rec, const json_t *root,
   return decode_component(rec, act, "$.action", err);
 }
 
+/* Event ids key duplicate suppression (memory and store): an empty one
+ * would merge unrelated events, an endless one would bloat the tables. */
+static int check_event_id(const char *id, const char *path, cg__lark_error *err) {
+  if (!id) return 0;
+  size_t n = strlen(id);
+  if (n == 0 || n > CG_LIMIT_ID)
+    return fail(err, 400, CG_EMALFORMED,
+                "%s must be 1 to %u bytes long (Lark sends a 32-character "
+                "hex id), got %zu",
+                path, CG_LIMIT_ID, n);
+  return 0;
+}
+
 static int decode_v2(cg__action_rec *rec, const json_t *root, const json_t *hdr,
                      cg_kind kind, cg__lark_error *err) {
   cg_action *a = &rec->pub;
@@ -638,6 +651,7 @@ static int decode_v2(cg__action_rec *rec, const json_t *root, const json_t *hdr,
       (rc = opt_str(hdr, "$.header", "tenant_key", &a->tenant_key, err)) ||
       (rc = opt_obj(root, "$", "event", &ev, err)))
     return rc;
+  if ((rc = check_event_id(a->event_id, "$.header.event_id", err))) return rc;
   if (!ev)
     return fail(err, 400, CG_EMALFORMED,
                 "$.event must be an object: a %s callback carries its data "
@@ -962,7 +976,9 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
   if (mtype == CG__LARK_MSG_EVENT) {
     const char *id = NULL, *type = event_type;
     if (shape == SHAPE_V2) {
-      if ((rc = opt_str(hdr, "$.header", "event_id", &id, err))) goto out;
+      if ((rc = opt_str(hdr, "$.header", "event_id", &id, err)) ||
+          (rc = check_event_id(id, "$.header.event_id", err)))
+        goto out;
     } else {
       json_t *ev;
       if ((rc = opt_str(root, "$", "uuid", &id, err)) ||
