@@ -16,6 +16,7 @@
 #define CG_LIMIT_ROUTES 4096u
 #define CG_LIMIT_TEMPLATE_OUTPUT (1024u * 1024u)   /* a rendered card */
 #define CG_LIMIT_DEDUPE_ENTRIES 200000u        /* event ids remembered in memory */
+#define CG_LIMIT_DEDUPE_BYTES (64u * 1024u * 1024u) /* ids + answers remembered */
 #define CG_LIMIT_WORKFLOW_FILE (4u * 1024u * 1024u)
 
 #endif

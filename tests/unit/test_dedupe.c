@@ -46,6 +46,29 @@ static void test_lifecycle(void **state) {
   cg__dedupe_free(d); /* frees the in-flight entry too */
 }
 
+static void test_inflight_never_expires(void **state) {
+  (void)state;
+  cg__dedupe *d = cg__dedupe_new(2);
+  int st;
+  const char *body;
+  size_t len;
+  assert_int_equal(cg__dedupe_begin(d, "slow", 1000, 100, &st, &body, &len), CG__DEDUPE_NEW);
+  got g = {0};
+  assert_int_equal(cg__dedupe_wait(d, "slow", on_done, &g), 0);
+  /* long past its expiry, and pushed by newer entries past the count limit */
+  for (int i = 0; i < 5; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "n%d", i);
+    assert_int_equal(cg__dedupe_begin(d, id, 9000 + i, 100, &st, &body, &len), CG__DEDUPE_NEW);
+    cg__dedupe_answer(d, id, 200, "{}", 2);
+  }
+  assert_int_equal(cg__dedupe_begin(d, "slow", 10000, 100, &st, &body, &len), CG__DEDUPE_INFLIGHT);
+  cg__dedupe_answer(d, "slow", 200, "{\"late\":1}", 10);
+  assert_int_equal(g.calls, 1); /* the waiter got the answer */
+  assert_string_equal(g.body, "{\"late\":1}");
+  cg__dedupe_free(d);
+}
+
 static void test_bounded(void **state) {
   (void)state;
   cg__dedupe *d = cg__dedupe_new(50);
@@ -69,6 +92,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle),
       cmocka_unit_test(test_bounded),
+      cmocka_unit_test(test_inflight_never_expires),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

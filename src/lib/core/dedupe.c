@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../../common/common.h"
+#include "../../common/limits.h"
 
 typedef struct waiter {
   cg_http_done_fn done;
@@ -32,10 +33,17 @@ struct cg__dedupe {
   size_t max;
   entry *oldest;
   entry *newest;
+  size_t bytes;     /* ids and answers held */
+  size_t max_bytes;
+  uint32_t seed;
 };
 
-static uint32_t hash_str(const char *s) {
-  uint32_t h = 2166136261u;
+/* FNV-1a from a per-table random basis. Only requests that passed
+ * verification reach the table (when secrets are configured), so hash
+ * flooding would need the platform's signature; the seed makes it harder
+ * in development mode too. */
+static uint32_t hash_str(const cg__dedupe *d, const char *s) {
+  uint32_t h = 2166136261u ^ d->seed;
   for (; *s; s++) {
     h ^= (unsigned char)*s;
     h *= 16777619u;
@@ -47,6 +55,8 @@ cg__dedupe *cg__dedupe_new(size_t max_entries) {
   cg__dedupe *d = calloc(1, sizeof(*d));
   if (!d) return NULL;
   d->max = max_entries ? max_entries : 1;
+  d->max_bytes = CG_LIMIT_DEDUPE_BYTES;
+  if (uv_random(NULL, NULL, &d->seed, sizeof(d->seed), 0, NULL) != 0) d->seed = (uint32_t)(uintptr_t)d;
   d->nbuckets = 1024;
   while (d->nbuckets < d->max / 2 && d->nbuckets < (1u << 20)) d->nbuckets *= 2;
   d->buckets = calloc(d->nbuckets, sizeof(*d->buckets));
@@ -76,6 +86,7 @@ static void remove_entry(cg__dedupe *d, entry *e) {
   if (e->newer) e->newer->older = e->older;
   else d->newest = e->older;
   d->count--;
+  d->bytes -= strlen(e->id) + e->len;
   entry_free(e);
 }
 
@@ -102,17 +113,22 @@ int cg__dedupe_begin(cg__dedupe *d, const char *id, int64_t now_ms,
    * handler is bounded by the deadline anyway). */
   while (d->oldest && d->oldest->answered && d->oldest->expires_ms <= now_ms)
     remove_entry(d, d->oldest);
-  uint32_t h = hash_str(id);
+  uint32_t h = hash_str(d, id);
   entry *e = find(d, id, h);
-  if (e && e->expires_ms > now_ms) {
+  if (e) {
+    /* An entry in flight is never dropped: its waiters must get the answer
+     * (the handler is bounded by the deadline anyway). */
     if (!e->answered) return CG__DEDUPE_INFLIGHT;
-    *status = e->status;
-    *body = e->body;
-    *len = e->len;
-    return CG__DEDUPE_ANSWERED;
+    if (e->expires_ms > now_ms) {
+      *status = e->status;
+      *body = e->body;
+      *len = e->len;
+      return CG__DEDUPE_ANSWERED;
+    }
+    remove_entry(d, e);
   }
-  if (e) remove_entry(d, e);
-  while (d->count >= d->max && d->oldest && d->oldest->answered) remove_entry(d, d->oldest);
+  while ((d->count >= d->max || d->bytes > d->max_bytes) && d->oldest && d->oldest->answered)
+    remove_entry(d, d->oldest);
   e = calloc(1, sizeof(*e));
   if (!e) return CG_ENOMEM;
   e->id = cg_strdup(id);
@@ -130,11 +146,12 @@ int cg__dedupe_begin(cg__dedupe *d, const char *id, int64_t now_ms,
   else d->oldest = e;
   d->newest = e;
   d->count++;
+  d->bytes += strlen(e->id);
   return CG__DEDUPE_NEW;
 }
 
 int cg__dedupe_wait(cg__dedupe *d, const char *id, cg_http_done_fn done, void *ud) {
-  entry *e = find(d, id, hash_str(id));
+  entry *e = find(d, id, hash_str(d, id));
   if (!e || e->answered) return CG_ENOTFOUND;
   waiter *w = malloc(sizeof(*w));
   if (!w) return CG_ENOMEM;
@@ -147,7 +164,7 @@ int cg__dedupe_wait(cg__dedupe *d, const char *id, cg_http_done_fn done, void *u
 
 void cg__dedupe_answer(cg__dedupe *d, const char *id, int status,
                        const char *body, size_t len) {
-  entry *e = find(d, id, hash_str(id));
+  entry *e = find(d, id, hash_str(d, id));
   if (!e || e->answered) return;
   e->body = cg_strndup(body, len);
   if (!e->body) { /* cannot remember it: forget the id rather than lie */
@@ -164,6 +181,7 @@ void cg__dedupe_answer(cg__dedupe *d, const char *id, int status,
   e->answered = 1;
   e->status = status;
   e->len = len;
+  d->bytes += len;
   waiter *ws = e->waiters;
   e->waiters = NULL;
   for (waiter *w = ws, *n; w; w = n) {
