@@ -2,6 +2,7 @@
  * routing, the handler call with a deadline, encoding the answer.
  * Platform-neutral apart from the choice of codec; never sees a signature. */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,7 @@ struct cg_responder {
   unsigned responded : 1; /* the handler called cg_respond */
   unsigned closing : 1;
   unsigned in_dispatch : 1; /* inside the handler call: do not free yet */
+  atomic_int expired;       /* the deadline answered; read by the store worker */
   const char *event_id; /* dedupe key (schema 2.0), borrowed from action, or NULL */
   struct cg_responder *prev, *next;
 };
@@ -226,7 +228,7 @@ int cg_app_route(cg_app *app, const char *match, cg_handler_fn handler, void *ud
   rt.ud = ud;
   int rc = add_route(app, rt);
   if (rc) cg__match_free(rt.match);
-  app->last_error[0] = '\0';
+  else app->last_error[0] = '\0';
   return rc;
 }
 
@@ -315,6 +317,7 @@ static void answer_keep(struct cg_responder *r) {
 static void deadline_fired(uv_timer_t *t) {
   struct cg_responder *r = CG_CONTAINER_OF(t, struct cg_responder, timer);
   if (r->answered || !r->app) return;
+  atomic_store(&r->expired, 1); /* a queued store job for it is skipped */
   cg__log(r->app, CG_LOG_WARN, "core",
           "handler did not answer %s %s within %u ms: answered \"keep the card\"; its late result will be dropped",
           cg_kind_name(r->action->pub.kind),
@@ -383,7 +386,6 @@ static void dispatch(struct cg_responder *r) {
     responder_maybe_free(r);
     return;
   }
-  r->start_ms = uv_now(app->loop);
   h(a, r, ud);
   /* r may be gone now if the handler answered inline. */
 }
@@ -408,7 +410,7 @@ static void run(struct cg_responder *r) {
     return;
   }
   if (!r->app) return; /* the app was freed inside the handler */
-  arm_deadline(r);
+  if (!r->timer_init) arm_deadline(r);
 }
 
 static struct cg_responder *responder_new(cg_app *app, cg__action_rec *action,
@@ -419,6 +421,8 @@ static struct cg_responder *responder_new(cg_app *app, cg__action_rec *action,
   r->action = action;
   r->done = done;
   r->done_ud = ud;
+  r->start_ms = uv_now(app->loop); /* the deadline counts from arrival */
+  atomic_init(&r->expired, 0);
   r->next = app->live;
   if (app->live) app->live->prev = r;
   app->live = r;
@@ -550,6 +554,15 @@ static void seen_check_done(cg__job *job) {
     return;
   }
   cg_app *app = r->app;
+  if (r->answered) { /* the deadline answered while the store was checking */
+    cg__log(app, CG_LOG_WARN, "core",
+            "event %s: the duplicate check outlasted the deadline; answered \"keep the card\", not handled",
+            j->event_id);
+    r->responded = 1;
+    responder_maybe_free(r);
+    seen_job_free(j);
+    return;
+  }
   if (j->rc == CG_EDUPLICATE && j->job.commit_rc == 0) {
     r->responded = 1;
     if (j->body) {
@@ -578,8 +591,9 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
   int status = 0;
   const char *body = NULL;
   size_t len = 0;
-  int64_t now = cg_now_ms();
-  int st = cg__dedupe_begin(app->dedupe, id, now, (int64_t)app->dedupe_ttl_s * 1000, &status, &body, &len);
+  int64_t now = cg_now_ms(); /* wall clock for the store: it outlives the process */
+  int st = cg__dedupe_begin(app->dedupe, id, (int64_t)uv_now(app->loop), (int64_t)app->dedupe_ttl_s * 1000,
+                            &status, &body, &len);
   if (st == CG__DEDUPE_ANSWERED || st == CG__DEDUPE_INFLIGHT) {
     cg__log(app, CG_LOG_INFO, "core", "duplicate event %s: %s", id,
             st == CG__DEDUPE_ANSWERED ? "replayed the first answer" : "answering with the first delivery's answer");
@@ -597,6 +611,7 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
   }
   if (st < 0) {
     r->responded = 1;
+    r->answered = 1; /* done is not called on this path */
     responder_maybe_free(r);
     return st;
   }
@@ -615,6 +630,7 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
   j->r = r;
   j->now_ms = now;
   j->ttl_ms = (int64_t)app->dedupe_ttl_s * 1000;
+  arm_deadline(r); /* the store check counts against the deadline too */
   j->job.run = seen_check_run;
   j->job.done = seen_check_done;
   cg__store_worker_submit(app->worker, &j->job);
@@ -635,6 +651,13 @@ typedef struct wf_job {
 
 static void wf_job_run(cg__job *job, cg_store *s) {
   wf_job *j = CG_CONTAINER_OF(job, wf_job, job);
+  if (atomic_load(&j->r->expired)) {
+    /* Lark was answered "keep the card": applying the click now would move
+     * the stored state past what the user sees. */
+    j->rc = CG_ETIMEDOUT;
+    cg_fmt(j->err, sizeof(j->err), "the deadline passed before the store got to it; not applied");
+    return;
+  }
   j->rc = cg__workflow_run(j->wf, s, &j->r->action->pub, j->now_ms, &j->reply, j->err, sizeof(j->err));
 }
 
@@ -644,7 +667,7 @@ static void wf_job_done(cg__job *job) {
   if (j->rc == 0 && j->job.commit_rc != 0) {
     /* The transaction did not commit: the click did not take effect. */
     j->rc = j->job.commit_rc;
-    cg_fmt(j->err, sizeof(j->err), "the store could not commit");
+    cg_fmt(j->err, sizeof(j->err), "%s", j->job.ran ? "the store could not commit" : "the store is busy (write lock held elsewhere)");
     cg_reply_free(j->reply);
     j->reply = NULL;
   }

@@ -33,9 +33,18 @@ static void append(cg__job **head, cg__job **tail, cg__job *first, cg__job *last
 }
 
 static void run_batch(cg__store_worker *w, cg__job *batch) {
+  /* No transaction (the write lock stayed busy past the store's timeout):
+   * the jobs are not run at all — run one by one in autocommit each would
+   * wait out the timeout again, and their writes would land while they
+   * are reported as failed. Their done callbacks see commit_rc. */
   int rc = cg_store_begin(w->store);
-  for (cg__job *j = batch; j; j = j->next) j->run(j, w->store);
-  if (rc == 0) rc = cg_store_commit(w->store);
+  if (rc == 0) {
+    for (cg__job *j = batch; j; j = j->next) {
+      j->ran = 1;
+      j->run(j, w->store);
+    }
+    rc = cg_store_commit(w->store);
+  }
   for (cg__job *j = batch; j; j = j->next) j->commit_rc = rc;
 }
 
@@ -141,6 +150,7 @@ fail:
 void cg__store_worker_submit(cg__store_worker *w, cg__job *j) {
   j->next = NULL;
   j->commit_rc = 0;
+  j->ran = 0;
   if (w->pending++ == 0) uv_ref((uv_handle_t *)&w->async);
   append(&w->stage_head, &w->stage_tail, j, j);
   if (!w->idle_active) {

@@ -19,6 +19,7 @@ struct cg__job {
   void (*run)(cg__job *j, cg_store *s); /* worker thread, inside the batch */
   void (*done)(cg__job *j);             /* loop thread, after the commit */
   int commit_rc; /* 0, or the begin/commit failure (the job's writes are lost) */
+  int ran;       /* run was called (0 when the transaction could not begin) */
   cg__job *next;
 };
 
