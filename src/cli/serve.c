@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cardgate.h"
 #include "cli.h"
@@ -168,6 +169,10 @@ static int apply(serve_cfg *c, int id, const char *name, const char *v) {
 /* Reads the JSON config file: keys are option names with '_' for '-'. */
 static int load_config(serve_cfg *c, const char *path, json_t **keep) {
   json_error_t je;
+  if (*keep) {
+    fprintf(stderr, "cardgate serve: --config given twice; merge the files into one\n");
+    return 2;
+  }
   json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
   if (!root) {
     fprintf(stderr, "cardgate serve: config %s: line %d column %d: %s\n", path, je.line, je.column, je.text);
@@ -235,6 +240,8 @@ typedef struct serve_state {
   cg_server *server;
   uv_signal_t sigint;
   uv_signal_t sigterm;
+  uv_timer_t drain; /* bounds the drain after the first signal */
+  uint64_t drain_ms;
   cg_app *app;
   int stopping;
 } serve_state;
@@ -244,16 +251,28 @@ static void server_closed(void *ud) {
   st->server = NULL;
   uv_close((uv_handle_t *)&st->sigint, NULL);
   uv_close((uv_handle_t *)&st->sigterm, NULL);
+  uv_close((uv_handle_t *)&st->drain, NULL);
+}
+
+/* Stopping without draining: what the store committed is safe (SQLite WAL);
+ * requests still open get no answer and the platform retries them. */
+static void stop_now(const char *why) {
+  fprintf(stderr, "cardgate: %s: stopping now without draining\n", why);
+  _exit(1);
+}
+
+static void on_drain_timeout(uv_timer_t *t) {
+  (void)t;
+  stop_now("requests still in flight after the drain time");
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
   serve_state *st = h->data;
-  if (st->stopping) return;
+  if (st->stopping) stop_now("second signal");
   st->stopping = 1;
-  cg_log_level lvl = CG_LOG_INFO;
-  (void)lvl;
-  fprintf(stderr, "cardgate: %s received, draining in-flight requests and stopping\n",
+  fprintf(stderr, "cardgate: %s received, draining in-flight requests and stopping (a second signal stops at once)\n",
           signum == SIGINT ? "SIGINT" : "SIGTERM");
+  uv_timer_start(&st->drain, on_drain_timeout, st->drain_ms, 0);
   cg_server_close(st->server, server_closed, st);
 }
 
@@ -421,6 +440,11 @@ int cg_cli_serve(int argc, char **argv) {
 
   uv_signal_init(&loop, &st.sigint);
   uv_signal_init(&loop, &st.sigterm);
+  uv_timer_init(&loop, &st.drain);
+  uv_unref((uv_handle_t *)&st.drain);
+  /* Every request is answered within the deadline; the store commits its
+   * last batch right after. */
+  st.drain_ms = (uint64_t)(c.deadline_ms ? c.deadline_ms : 2500) + 5000;
   st.sigint.data = st.sigterm.data = &st;
   uv_signal_start(&st.sigint, on_signal, SIGINT);
   uv_signal_start(&st.sigterm, on_signal, SIGTERM);
