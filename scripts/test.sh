@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: unit, end-to-end, interop (official Lark Node SDK), then the
-# whole suite again under ASan+UBSan, then a short libFuzzer run per target.
+# whole suite again under ASan+UBSan, the server under valgrind, then a short
+# libFuzzer run per target.
 # Usage: scripts/test.sh [--quick]   (--quick: the plain build only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ echo "== build with ASan+UBSan (clang) and test"
 CC=clang-14 scripts/build.sh build-asan -DCG_ASAN=ON -DCG_UBSAN=ON
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j2)
+
+echo "== valgrind memcheck on the real server"
+scripts/valgrind_smoke.sh
 
 echo "== fuzz (libFuzzer, ${CG_FUZZ_SECONDS:-30} s per target)"
 CC=clang-14 scripts/build.sh build-fuzz -DCG_FUZZ=ON -DCG_BUILD_TESTS=OFF
