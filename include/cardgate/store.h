@@ -109,6 +109,103 @@ CG_EXTERN int cg_store_seen_check(cg_store *s, const char *event_id,
 CG_EXTERN int cg_store_seen_answer(cg_store *s, const char *event_id,
                                    int status, const char *body);
 
+/* ---- The outbox: card updates waiting to be delivered through the Open API
+ * (docs/outbox.md). One row per update; at most one *pending* row per
+ * (platform, message_id): enqueuing for a message that already has one
+ * replaces its card (the last state is what the user must see, and one
+ * update fits the callback token's budget better than several). */
+
+/* An outbox entry. Strings are owned by the record: release them with
+ * cg_outbox_entry_clear(). Absent strings are NULL. */
+typedef struct cg_outbox_entry {
+  int64_t id;
+  char *platform;     /* "lark" */
+  char *message_id;   /* open_message_id of the card to update */
+  char *update_token; /* callback token "c-…" for the delayed update, or NULL */
+  int token_uses;     /* uses of update_token spent so far (all entries) */
+  int64_t token_expires_at_ms; /* wall clock; 0 when no token */
+  char *card_json;    /* the card to show (JSON object) */
+  char *state;        /* "pending", "delivered", "dead" */
+  int attempts;       /* delivery attempts made */
+  int64_t next_attempt_at_ms; /* pending: due at (or leased until) */
+  char *last_error;   /* short reason of the last failure, or NULL */
+  int64_t created_at_ms;
+  int64_t updated_at_ms;
+  int64_t revision;   /* 1, +1 each time a merge replaced the card */
+} cg_outbox_entry;
+
+CG_EXTERN void cg_outbox_entry_clear(cg_outbox_entry *e);
+/* Clears and frees an array returned by cg_store_outbox_claim. Accepts NULL. */
+CG_EXTERN void cg_outbox_entries_free(cg_outbox_entry *arr, size_t n);
+
+/* Enqueues an update of message_id's card, due at now_ms. Reads platform,
+ * message_id, card_json (required), update_token and token_expires_at_ms
+ * from e (other fields ignored; strings borrowed for the call). A new entry
+ * starts with the uses already spent on update_token by earlier entries.
+ * When a pending entry for the message exists it is updated instead: its
+ * card replaced, its revision bumped, its token replaced by e's when e has
+ * one; its schedule is kept. *id_out (may be NULL) receives the entry's id.
+ * 0, CG_EINVAL, CG_ESTORE. */
+CG_EXTERN int cg_store_outbox_enqueue(cg_store *s, const cg_outbox_entry *e,
+                                      int64_t now_ms, int64_t *id_out);
+
+/* Claims up to max pending entries due at now_ms (oldest due first): their
+ * next_attempt_at_ms moves to now_ms + lease_ms, so neither this process nor
+ * another picks them up again while they are being delivered — and a crash
+ * in between only delays them by the lease. *out receives a malloc'd array
+ * of *n entries (NULL, 0 when none are due): free it with
+ * cg_outbox_entries_free(). 0, CG_EINVAL, CG_ENOMEM, CG_ESTORE. */
+CG_EXTERN int cg_store_outbox_claim(cg_store *s, int64_t now_ms,
+                                    int64_t lease_ms, size_t max,
+                                    cg_outbox_entry **out, size_t *n);
+
+/* The outcome of one delivery attempt of entry id, claimed at revision.
+ * token_used: the callback token the attempt sent (NULL for a message
+ * patch, or when nothing was sent); token_uses: how many of its uses that
+ * spent (0 or 1; the whole budget to retire a token the platform refused).
+ * Uses are counted on the entry whatever happened to the card.
+ *
+ * delivered: state "delivered" — unless the card was replaced (revision
+ *   moved on) meanwhile: then the entry stays pending, due now.
+ * reschedule: attempts + 1, due at next_at_ms, last_error = error.
+ * dead: state "dead", attempts + 1, last_error = error — unless the card was
+ *   replaced meanwhile: then the new card gets fresh attempts, due now.
+ * error is a short reason (no card contents), copied. 0, CG_ENOTFOUND (no
+ * pending entry id: dropped meanwhile), CG_EINVAL, CG_ESTORE. */
+CG_EXTERN int cg_store_outbox_delivered(cg_store *s, int64_t id,
+                                        int64_t revision,
+                                        const char *token_used,
+                                        int token_uses, int64_t now_ms);
+CG_EXTERN int cg_store_outbox_reschedule(cg_store *s, int64_t id,
+                                         int64_t revision,
+                                         const char *token_used,
+                                         int token_uses, int64_t next_at_ms,
+                                         const char *error, int64_t now_ms);
+CG_EXTERN int cg_store_outbox_dead(cg_store *s, int64_t id, int64_t revision,
+                                   const char *token_used, int token_uses,
+                                   const char *error, int64_t now_ms);
+
+/* Calls fn for each entry in state (NULL = every state), newest first, at
+ * most limit (0 = all). The record is borrowed for the call; fn may call
+ * the store. Stops early when fn returns non-zero. 0, CG_EINVAL, CG_ESTORE. */
+typedef int (*cg_outbox_iter_fn)(const cg_outbox_entry *e, void *ud);
+CG_EXTERN int cg_store_outbox_list(cg_store *s, const char *state,
+                                   size_t limit, cg_outbox_iter_fn fn,
+                                   void *ud);
+
+/* Reads entry id into *out (overwritten; clear it afterwards). 0,
+ * CG_ENOTFOUND, CG_ESTORE. */
+CG_EXTERN int cg_store_outbox_get(cg_store *s, int64_t id,
+                                  cg_outbox_entry *out);
+
+/* Makes a dead or pending entry due at now_ms with fresh attempts. 0,
+ * CG_ENOTFOUND, CG_ECONFLICT (delivered, or a newer pending update exists
+ * for the same message), CG_ESTORE. */
+CG_EXTERN int cg_store_outbox_retry(cg_store *s, int64_t id, int64_t now_ms);
+
+/* Deletes entry id whatever its state. 0, CG_ENOTFOUND, CG_ESTORE. */
+CG_EXTERN int cg_store_outbox_drop(cg_store *s, int64_t id);
+
 /* Transactions: groups this thread's following calls on s into one
  * transaction, until cg_store_commit() or cg_store_rollback(). Nothing is
  * visible to others (or durable) before the commit; one commit for many

@@ -81,11 +81,11 @@ static cg_card_record card(const char *id, const char *state) {
 static void test_open_memory(void **state) {
   (void)state;
   cg_store *s = open_ok(":memory:");
-  assert_int_equal(cg_store_schema_version(s), 1);
+  assert_int_equal(cg_store_schema_version(s), 2);
   assert_string_equal(cg_store_last_error(s), "");
   cg_store_close(s);
   s = open_ok("sqlite::memory:");
-  assert_int_equal(cg_store_schema_version(s), 1);
+  assert_int_equal(cg_store_schema_version(s), 2);
   cg_store_close(s);
   cg_store_close(NULL);
 }
@@ -98,13 +98,13 @@ static void test_migrations_idempotent(void **state) {
   cg_fmt(url, sizeof url, "sqlite:%s", t.db);
   for (int i = 0; i < 3; i++) {
     cg_store *s = open_ok(i == 1 ? t.db : url);
-    assert_int_equal(cg_store_schema_version(s), 1);
+    assert_int_equal(cg_store_schema_version(s), 2);
     cg_store_close(s);
   }
-  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM schema_migrations"), 1);
+  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM schema_migrations"), 2);
   assert_int_equal(raw_int(t.db, "SELECT max(version) FROM schema_migrations"),
-                   1);
-  assert_true(raw_int(t.db, "SELECT applied_at FROM schema_migrations") >
+                   2);
+  assert_true(raw_int(t.db, "SELECT min(applied_at) FROM schema_migrations") >
               1700000000000LL);
   assert_int_equal(raw_int(t.db,
                            "SELECT count(*) FROM sqlite_master WHERE "
@@ -133,7 +133,7 @@ static void test_migrations_idempotent(void **state) {
   assert_int_equal(err, CG_ESTORE);
   assert_string_equal(eb,
                       "sqlite: database schema version 99 is newer than "
-                      "this build knows (1)");
+                      "this build knows (2)");
   tmp_remove(&t);
 }
 
@@ -759,6 +759,195 @@ static void test_relative_path(void **state) {
   tmp_remove(&t);
 }
 
+/* ---- the outbox -------------------------------------------------------- */
+
+static cg_outbox_entry ob(const char *msg, const char *token, const char *card) {
+  cg_outbox_entry e;
+  memset(&e, 0, sizeof e);
+  e.platform = (char *)"lark";
+  e.message_id = (char *)msg;
+  e.update_token = (char *)token;
+  e.token_expires_at_ms = token ? 1000 + 1800000 : 0;
+  e.card_json = (char *)card;
+  return e;
+}
+
+static int count_one(const cg_outbox_entry *e, void *ud) {
+  (void)e;
+  (*(int *)ud)++;
+  return 0;
+}
+
+static int ob_count(cg_store *s, const char *state) {
+  int n = 0;
+  assert_int_equal(cg_store_outbox_list(s, state, 0, count_one, &n), 0);
+  return n;
+}
+
+static void test_outbox_enqueue_merge_claim(void **state) {
+  (void)state;
+  cg_store *s = open_ok(":memory:");
+  cg_outbox_entry e = ob("om_1", "c-1", "{\"v\":1}");
+  int64_t id1 = 0, id2 = 0, id3 = 0;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1000, &id1), 0);
+  assert_true(id1 > 0);
+  /* A second update of the same card merges: same id, new card, rev 2. */
+  e.card_json = (char *)"{\"v\":2}";
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1100, &id2), 0);
+  assert_int_equal(id2, id1);
+  /* Another card is another entry. */
+  cg_outbox_entry e2 = ob("om_2", NULL, "{\"w\":1}");
+  assert_int_equal(cg_store_outbox_enqueue(s, &e2, 1200, &id3), 0);
+  assert_true(id3 != id1);
+  assert_int_equal(ob_count(s, "pending"), 2);
+
+  cg_outbox_entry got;
+  assert_int_equal(cg_store_outbox_get(s, id1, &got), 0);
+  assert_string_equal(got.card_json, "{\"v\":2}");
+  assert_string_equal(got.state, "pending");
+  assert_string_equal(got.update_token, "c-1");
+  assert_int_equal(got.revision, 2);
+  assert_int_equal(got.token_uses, 0);
+  assert_int_equal(got.next_attempt_at_ms, 1000);
+  assert_int_equal(got.created_at_ms, 1000);
+  assert_int_equal(got.updated_at_ms, 1100);
+  cg_outbox_entry_clear(&got);
+
+  /* Claim: due ones only, oldest first, leased. */
+  cg_outbox_entry *arr = NULL;
+  size_t n = 0;
+  assert_int_equal(cg_store_outbox_claim(s, 999, 60000, 10, &arr, &n), 0);
+  assert_int_equal(n, 0);
+  assert_null(arr);
+  assert_int_equal(cg_store_outbox_claim(s, 1200, 60000, 1, &arr, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(arr[0].id, id1);
+  assert_int_equal(arr[0].next_attempt_at_ms, 61200);
+  cg_outbox_entries_free(arr, n);
+  assert_int_equal(cg_store_outbox_claim(s, 1200, 60000, 10, &arr, &n), 0);
+  assert_int_equal(n, 1); /* id1 is leased */
+  assert_int_equal(arr[0].id, id3);
+  cg_outbox_entries_free(arr, n);
+  assert_int_equal(cg_store_outbox_claim(s, 1300, 60000, 10, &arr, &n), 0);
+  assert_int_equal(n, 0);
+  /* The lease runs out: claimable again (a crash mid-delivery). */
+  assert_int_equal(cg_store_outbox_claim(s, 61200, 60000, 10, &arr, &n), 0);
+  assert_int_equal(n, 2);
+  cg_outbox_entries_free(arr, n);
+
+  /* Bad arguments. */
+  e.message_id = (char *)"";
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1, NULL), CG_EINVAL);
+  e.message_id = (char *)"om_x";
+  e.card_json = NULL;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1, NULL), CG_EINVAL);
+  assert_int_equal(cg_store_outbox_list(s, "bogus", 0, count_one, &n), CG_EINVAL);
+  cg_store_close(s);
+}
+
+static void test_outbox_settle(void **state) {
+  (void)state;
+  cg_store *s = open_ok(":memory:");
+  cg_outbox_entry e = ob("om_1", "c-1", "{\"v\":1}");
+  int64_t id = 0;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1000, &id), 0);
+  cg_outbox_entry got;
+
+  /* Retry: attempts + 1, next time, error; the token use is counted. */
+  assert_int_equal(cg_store_outbox_reschedule(s, id, 1, "c-1", 1, 5000, "http 502", 1500), 0);
+  assert_int_equal(cg_store_outbox_get(s, id, &got), 0);
+  assert_int_equal(got.attempts, 1);
+  assert_int_equal(got.token_uses, 1);
+  assert_int_equal(got.next_attempt_at_ms, 5000);
+  assert_string_equal(got.last_error, "http 502");
+  assert_string_equal(got.state, "pending");
+  cg_outbox_entry_clear(&got);
+
+  /* Delivered. */
+  assert_int_equal(cg_store_outbox_delivered(s, id, 1, "c-1", 1, 6000), 0);
+  assert_int_equal(cg_store_outbox_get(s, id, &got), 0);
+  assert_string_equal(got.state, "delivered");
+  assert_int_equal(got.attempts, 2);
+  assert_int_equal(got.token_uses, 2);
+  assert_null(got.last_error);
+  cg_outbox_entry_clear(&got);
+  /* Not pending any more. */
+  assert_int_equal(cg_store_outbox_delivered(s, id, 1, NULL, 0, 6000), CG_ENOTFOUND);
+  assert_int_equal(cg_store_outbox_retry(s, id, 7000), CG_ECONFLICT);
+
+  /* A new update of that card with the same token starts with its spent uses. */
+  e.card_json = (char *)"{\"v\":3}";
+  int64_t id2 = 0;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 7000, &id2), 0);
+  assert_true(id2 != id);
+  assert_int_equal(cg_store_outbox_get(s, id2, &got), 0);
+  assert_int_equal(got.token_uses, 2);
+  cg_outbox_entry_clear(&got);
+
+  /* Replaced while in flight: the delivery of rev 1 does not finish rev 2. */
+  e.card_json = (char *)"{\"v\":4}";
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 7100, NULL), 0);
+  assert_int_equal(cg_store_outbox_delivered(s, id2, 1, NULL, 0, 7200), 0);
+  assert_int_equal(cg_store_outbox_get(s, id2, &got), 0);
+  assert_string_equal(got.state, "pending");
+  assert_int_equal(got.next_attempt_at_ms, 7200);
+  assert_int_equal(got.attempts, 0);
+  cg_outbox_entry_clear(&got);
+  /* Dead at the current revision. */
+  assert_int_equal(cg_store_outbox_dead(s, id2, 2, NULL, 0, "code 230001", 7300), 0);
+  assert_int_equal(cg_store_outbox_get(s, id2, &got), 0);
+  assert_string_equal(got.state, "dead");
+  assert_string_equal(got.last_error, "code 230001");
+  assert_int_equal(got.attempts, 1);
+  cg_outbox_entry_clear(&got);
+  assert_int_equal(ob_count(s, "dead"), 1);
+  assert_int_equal(ob_count(s, "delivered"), 1);
+  assert_int_equal(ob_count(s, NULL), 2);
+
+  /* Retry a dead one: due now, fresh attempts. */
+  assert_int_equal(cg_store_outbox_retry(s, id2, 8000), 0);
+  assert_int_equal(cg_store_outbox_get(s, id2, &got), 0);
+  assert_string_equal(got.state, "pending");
+  assert_int_equal(got.attempts, 0);
+  assert_int_equal(got.next_attempt_at_ms, 8000);
+  cg_outbox_entry_clear(&got);
+  /* A dead entry cannot come back over a newer pending one. */
+  assert_int_equal(cg_store_outbox_dead(s, id2, 2, NULL, 0, "x", 8100), 0);
+  int64_t id3 = 0;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 8200, &id3), 0);
+  assert_int_equal(cg_store_outbox_retry(s, id2, 8300), CG_ECONFLICT);
+  assert_int_equal(cg_store_outbox_retry(s, 9999, 8300), CG_ENOTFOUND);
+
+  /* Drop. */
+  assert_int_equal(cg_store_outbox_drop(s, id3), 0);
+  assert_int_equal(cg_store_outbox_drop(s, id3), CG_ENOTFOUND);
+  assert_int_equal(cg_store_outbox_get(s, id3, &got), CG_ENOTFOUND);
+  assert_int_equal(ob_count(s, NULL), 2);
+  cg_store_close(s);
+}
+
+static void test_outbox_survives_reopen(void **state) {
+  (void)state;
+  tmpdir t;
+  tmp_make(&t);
+  cg_store *s = open_ok(t.db);
+  cg_outbox_entry e = ob("om_r", "c-r", "{\"r\":1}");
+  int64_t id = 0;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1000, &id), 0);
+  cg_store_close(s);
+  s = open_ok(t.db);
+  cg_outbox_entry *arr = NULL;
+  size_t n = 0;
+  assert_int_equal(cg_store_outbox_claim(s, 2000, 1000, 10, &arr, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(arr[0].id, id);
+  assert_string_equal(arr[0].card_json, "{\"r\":1}");
+  assert_string_equal(arr[0].update_token, "c-r");
+  cg_outbox_entries_free(arr, n);
+  cg_store_close(s);
+  tmp_remove(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_memory),
@@ -777,6 +966,9 @@ int main(void) {
       cmocka_unit_test(test_file_survives_reopen),
       cmocka_unit_test(test_transactions),
       cmocka_unit_test(test_relative_path),
+      cmocka_unit_test(test_outbox_enqueue_merge_claim),
+      cmocka_unit_test(test_outbox_settle),
+      cmocka_unit_test(test_outbox_survives_reopen),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -65,6 +65,32 @@ static const char *const migrations[] = {
     "  reply_status INTEGER,"
     "  reply_body TEXT);"
     "CREATE INDEX seen_events_expiry ON seen_events(expires_at_ms);",
+    /* 2: the outbox (docs/outbox.md). At most one pending entry per card
+     * (the unique partial index is also the merge's conflict target); due
+     * entries are found by next_attempt_at_ms; a token's spent uses are
+     * looked up by token. */
+    "CREATE TABLE outbox ("
+    "  id INTEGER PRIMARY KEY,"
+    "  platform TEXT NOT NULL,"
+    "  message_id TEXT NOT NULL,"
+    "  update_token TEXT,"
+    "  token_uses INTEGER NOT NULL DEFAULT 0,"
+    "  token_expires_at_ms INTEGER NOT NULL DEFAULT 0,"
+    "  card_json TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('pending','delivered','dead')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at_ms INTEGER NOT NULL,"
+    "  last_error TEXT,"
+    "  created_at_ms INTEGER NOT NULL,"
+    "  updated_at_ms INTEGER NOT NULL,"
+    "  revision INTEGER NOT NULL DEFAULT 1);"
+    "CREATE INDEX outbox_due ON outbox(next_attempt_at_ms, id) "
+    "  WHERE state = 'pending';"
+    "CREATE UNIQUE INDEX outbox_pending_card ON outbox(platform, message_id) "
+    "  WHERE state = 'pending';"
+    "CREATE INDEX outbox_token ON outbox(update_token) "
+    "  WHERE update_token IS NOT NULL;"
+    "CREATE INDEX outbox_state ON outbox(state, id);",
 };
 #define N_MIGRATIONS ((int)CG_ARRAY_SIZE(migrations))
 
@@ -80,12 +106,24 @@ enum {
   ST_SEEN_GET,
   ST_SEEN_PURGE,
   ST_SEEN_ANSWER,
+  ST_OUTBOX_ENQUEUE,
+  ST_OUTBOX_CLAIM,
+  ST_OUTBOX_SETTLE,
+  ST_OUTBOX_LIST,
+  ST_OUTBOX_GET,
+  ST_OUTBOX_RETRY,
+  ST_OUTBOX_DROP,
   ST__COUNT
 };
 
 #define CARD_COLUMNS                                                       \
   "message_id, platform, workflow, state, card_json, vars_json, version, " \
   "created_at_ms, updated_at_ms"
+
+#define OUTBOX_COLUMNS                                                   \
+  "id, platform, message_id, update_token, token_uses, "               \
+  "token_expires_at_ms, card_json, state, attempts, next_attempt_at_ms, " \
+  "last_error, created_at_ms, updated_at_ms, revision"
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] =
@@ -124,6 +162,56 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SEEN_ANSWER] =
         "UPDATE seen_events SET reply_status = ?2, "
         "reply_body = ?3 WHERE event_id = ?1",
+    /* One statement, so it is atomic without a transaction: a new entry
+     * (starting with the uses already spent on its token), or — when the
+     * card has a pending entry — that entry with the new card (and the new
+     * token, if any). */
+    [ST_OUTBOX_ENQUEUE] =
+        "INSERT INTO outbox(platform, message_id, update_token, token_uses, "
+        "token_expires_at_ms, card_json, state, attempts, next_attempt_at_ms, "
+        "created_at_ms, updated_at_ms, revision) VALUES(?1, ?2, ?3, "
+        "CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT coalesce(max(token_uses), 0) "
+        "FROM outbox WHERE update_token = ?3) END, "
+        "CASE WHEN ?3 IS NULL THEN 0 ELSE ?4 END, ?5, 'pending', 0, ?6, ?6, "
+        "?6, 1) "
+        "ON CONFLICT(platform, message_id) WHERE state = 'pending' DO UPDATE "
+        "SET card_json = excluded.card_json, "
+        "update_token = coalesce(excluded.update_token, outbox.update_token), "
+        "token_uses = CASE WHEN excluded.update_token IS NULL THEN "
+        "outbox.token_uses ELSE excluded.token_uses END, "
+        "token_expires_at_ms = CASE WHEN excluded.update_token IS NULL THEN "
+        "outbox.token_expires_at_ms ELSE excluded.token_expires_at_ms END, "
+        "revision = outbox.revision + 1, updated_at_ms = excluded.updated_at_ms "
+        "RETURNING id",
+    /* Claim = lease: due entries move to now + lease in one statement. */
+    [ST_OUTBOX_CLAIM] =
+        "UPDATE outbox SET next_attempt_at_ms = ?2 WHERE id IN (SELECT id FROM "
+        "outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1 ORDER BY "
+        "next_attempt_at_ms, id LIMIT ?3) RETURNING " OUTBOX_COLUMNS,
+    /* ?8: 1 delivered, 2 reschedule, 3 dead. A card replaced since the claim
+     * (revision moved on) stays pending: due now with fresh attempts after
+     * a success or a dead end; rescheduled like the old one otherwise. */
+    [ST_OUTBOX_SETTLE] =
+        "UPDATE outbox SET "
+        "token_uses = token_uses + CASE WHEN ?3 IS NOT NULL AND "
+        "update_token = ?3 THEN ?4 ELSE 0 END, "
+        "state = CASE WHEN revision = ?2 AND ?8 = 1 THEN 'delivered' "
+        "WHEN revision = ?2 AND ?8 = 3 THEN 'dead' ELSE 'pending' END, "
+        "attempts = CASE WHEN revision <> ?2 AND ?8 <> 2 THEN 0 "
+        "ELSE attempts + 1 END, "
+        "next_attempt_at_ms = CASE WHEN ?8 = 2 THEN ?5 WHEN revision = ?2 "
+        "THEN next_attempt_at_ms ELSE ?7 END, "
+        "last_error = CASE WHEN ?8 = 1 THEN NULL ELSE ?6 END, "
+        "updated_at_ms = ?7 WHERE id = ?1 AND state = 'pending'",
+    [ST_OUTBOX_LIST] = "SELECT " OUTBOX_COLUMNS
+                       " FROM outbox WHERE ?1 IS NULL OR state = ?1 "
+                       "ORDER BY id DESC LIMIT ?2",
+    [ST_OUTBOX_GET] = "SELECT " OUTBOX_COLUMNS " FROM outbox WHERE id = ?1",
+    [ST_OUTBOX_RETRY] =
+        "UPDATE outbox SET state = 'pending', attempts = 0, "
+        "next_attempt_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1 AND "
+        "state IN ('pending', 'dead')",
+    [ST_OUTBOX_DROP] = "DELETE FROM outbox WHERE id = ?1",
 };
 
 typedef struct sq_conn {
@@ -766,6 +854,242 @@ static int sq_tx(void *impl, cg__store_thread *t, int op) {
   return rc;
 }
 
+/* ---- the outbox -------------------------------------------------------- */
+
+/* Reads the current row of an OUTBOX_COLUMNS statement into e. */
+static int read_outbox(cg__store_thread *t, sqlite3_stmt *st,
+                       cg_outbox_entry *e) {
+  int oom = 0;
+  memset(e, 0, sizeof *e);
+  e->id = sqlite3_column_int64(st, 0);
+  e->platform = col_str(st, 1, &oom);
+  e->message_id = col_str(st, 2, &oom);
+  e->update_token = col_str(st, 3, &oom);
+  e->token_uses = sqlite3_column_int(st, 4);
+  e->token_expires_at_ms = sqlite3_column_int64(st, 5);
+  e->card_json = col_str(st, 6, &oom);
+  e->state = col_str(st, 7, &oom);
+  e->attempts = sqlite3_column_int(st, 8);
+  e->next_attempt_at_ms = sqlite3_column_int64(st, 9);
+  e->last_error = col_str(st, 10, &oom);
+  e->created_at_ms = sqlite3_column_int64(st, 11);
+  e->updated_at_ms = sqlite3_column_int64(st, 12);
+  e->revision = sqlite3_column_int64(st, 13);
+  if (oom) {
+    cg_outbox_entry_clear(e);
+    return cg__store_seterr(t, CG_ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+/* Steps st to the end, collecting its OUTBOX_COLUMNS rows. */
+static int read_outbox_rows(cg__store_thread *t, sq_conn *c, sqlite3_stmt *st,
+                            const char *what, cg_outbox_entry **out,
+                            size_t *n) {
+  cg_outbox_entry *arr = NULL;
+  size_t cap = 0, cnt = 0;
+  int rc = 0;
+  for (;;) {
+    int s = sqlite3_step(st);
+    if (s == SQLITE_DONE) break;
+    if (s != SQLITE_ROW) {
+      rc = db_fail(t, c->db, s, what);
+      break;
+    }
+    void *p = grow(arr, &cap, cnt, sizeof *arr);
+    if (!p) {
+      rc = cg__store_seterr(t, CG_ENOMEM, "out of memory");
+      break;
+    }
+    arr = p;
+    rc = read_outbox(t, st, &arr[cnt]);
+    if (rc) break;
+    cnt++;
+  }
+  if (rc) {
+    cg_outbox_entries_free(arr, cnt);
+    return rc;
+  }
+  *out = arr;
+  *n = cnt;
+  return 0;
+}
+
+static int sq_outbox_enqueue(void *impl, cg__store_thread *t,
+                             const cg_outbox_entry *e, int64_t now_ms,
+                             int64_t *id_out) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_ENQUEUE, &st);
+  if (rc == 0) {
+    bind_str(st, 1, e->platform);
+    bind_str(st, 2, e->message_id);
+    bind_str(st, 3, e->update_token);
+    sqlite3_bind_int64(st, 4, e->token_expires_at_ms);
+    bind_str(st, 5, e->card_json);
+    sqlite3_bind_int64(st, 6, now_ms);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+      *id_out = sqlite3_column_int64(st, 0);
+      s = sqlite3_step(st);
+    }
+    if (s != SQLITE_DONE) rc = db_fail(t, c->db, s, "outbox enqueue");
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_outbox_claim(void *impl, cg__store_thread *t, int64_t now_ms,
+                           int64_t lease_ms, size_t max,
+                           cg_outbox_entry **out, size_t *n) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_CLAIM, &st);
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, now_ms + lease_ms);
+    sqlite3_bind_int64(st, 3, max > INT64_MAX ? INT64_MAX : (int64_t)max);
+    rc = read_outbox_rows(t, c, st, "outbox claim", out, n);
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_outbox_settle(void *impl, cg__store_thread *t, int outcome,
+                            int64_t id, int64_t revision,
+                            const char *token_used, int token_uses,
+                            int64_t next_at_ms, const char *error,
+                            int64_t now_ms) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_SETTLE, &st);
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, revision);
+    bind_str(st, 3, token_used);
+    sqlite3_bind_int(st, 4, token_uses);
+    sqlite3_bind_int64(st, 5, next_at_ms);
+    bind_str(st, 6, error);
+    sqlite3_bind_int64(st, 7, now_ms);
+    sqlite3_bind_int(st, 8, outcome);
+    int s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+      rc = db_fail(t, c->db, s, "outbox update");
+    else if (sqlite3_changes(c->db) != 1)
+      rc = cg__store_seterr(t, CG_ENOTFOUND, "no pending outbox entry %lld",
+                            (long long)id);
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_outbox_list(void *impl, cg__store_thread *t, const char *state,
+                          size_t limit, cg_outbox_entry **out, size_t *n) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_LIST, &st);
+  if (rc == 0) {
+    bind_str(st, 1, state);
+    sqlite3_bind_int64(st, 2,
+                       limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit);
+    rc = read_outbox_rows(t, c, st, "outbox list", out, n);
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_outbox_get(void *impl, cg__store_thread *t, int64_t id,
+                         cg_outbox_entry *out) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_GET, &st);
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, id);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+      rc = read_outbox(t, st, out);
+    else if (s == SQLITE_DONE)
+      rc = cg__store_seterr(t, CG_ENOTFOUND, "no outbox entry %lld",
+                            (long long)id);
+    else
+      rc = db_fail(t, c->db, s, "outbox get");
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_outbox_retry(void *impl, cg__store_thread *t, int64_t id,
+                           int64_t now_ms) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_RETRY, &st);
+  int changed = 0;
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_CONSTRAINT_UNIQUE)
+      rc = cg__store_seterr(t, CG_ECONFLICT,
+                            "outbox entry %lld: a newer update of that card "
+                            "is pending",
+                            (long long)id);
+    else if (s != SQLITE_DONE)
+      rc = db_fail(t, c->db, s, "outbox retry");
+    else
+      changed = sqlite3_changes(c->db) == 1;
+    stmt_done(st);
+  }
+  if (rc == 0 && !changed) { /* delivered, or not there at all */
+    cg_outbox_entry e;
+    rc = sq_outbox_get(impl, t, id, &e);
+    if (rc == 0) {
+      cg_outbox_entry_clear(&e);
+      rc = cg__store_seterr(t, CG_ECONFLICT,
+                            "outbox entry %lld was delivered already",
+                            (long long)id);
+    }
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_outbox_drop(void *impl, cg__store_thread *t, int64_t id) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_OUTBOX_DROP, &st);
+  if (rc == 0) {
+    sqlite3_bind_int64(st, 1, id);
+    int s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+      rc = db_fail(t, c->db, s, "outbox drop");
+    else if (sqlite3_changes(c->db) != 1)
+      rc = cg__store_seterr(t, CG_ENOTFOUND, "no outbox entry %lld",
+                            (long long)id);
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
 const cg__store_ops cg__store_sqlite_ops = {
     .tx = sq_tx,
     .name = "sqlite",
@@ -782,4 +1106,11 @@ const cg__store_ops cg__store_sqlite_ops = {
     .seen_check = sq_seen_check,
     .seen_purge = sq_seen_purge,
     .seen_answer = sq_seen_answer,
+    .outbox_enqueue = sq_outbox_enqueue,
+    .outbox_claim = sq_outbox_claim,
+    .outbox_settle = sq_outbox_settle,
+    .outbox_list = sq_outbox_list,
+    .outbox_get = sq_outbox_get,
+    .outbox_retry = sq_outbox_retry,
+    .outbox_drop = sq_outbox_drop,
 };

@@ -305,3 +305,128 @@ static int tx(cg_store *s, int op) {
 int cg_store_begin(cg_store *s) { return tx(s, CG__STORE_TX_BEGIN); }
 int cg_store_commit(cg_store *s) { return tx(s, CG__STORE_TX_COMMIT); }
 int cg_store_rollback(cg_store *s) { return tx(s, CG__STORE_TX_ROLLBACK); }
+
+/* ---- the outbox -------------------------------------------------------- */
+
+void cg_outbox_entry_clear(cg_outbox_entry *e) {
+  if (!e) return;
+  free(e->platform);
+  free(e->message_id);
+  free(e->update_token);
+  free(e->card_json);
+  free(e->state);
+  free(e->last_error);
+  memset(e, 0, sizeof *e);
+}
+
+void cg_outbox_entries_free(cg_outbox_entry *arr, size_t n) {
+  if (!arr) return;
+  for (size_t i = 0; i < n; i++) cg_outbox_entry_clear(&arr[i]);
+  free(arr);
+}
+
+int cg_store_outbox_enqueue(cg_store *s, const cg_outbox_entry *e,
+                            int64_t now_ms, int64_t *id_out) {
+  if (id_out) *id_out = 0;
+  if (!s || !e) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  int rc = check_id(t, "message_id", e->message_id);
+  if (rc) return rc;
+  if (cg_str_empty(e->platform))
+    return cg__store_seterr(t, CG_EINVAL, "platform is empty");
+  if (cg_str_empty(e->card_json))
+    return cg__store_seterr(t, CG_EINVAL, "card_json is empty");
+  if (e->update_token && (rc = check_id(t, "update_token", e->update_token)))
+    return rc;
+  int64_t id = 0;
+  rc = s->ops->outbox_enqueue(s->impl, t, e, now_ms, &id);
+  if (rc == 0 && id_out) *id_out = id;
+  return rc;
+}
+
+int cg_store_outbox_claim(cg_store *s, int64_t now_ms, int64_t lease_ms,
+                          size_t max, cg_outbox_entry **out, size_t *n) {
+  if (out) *out = NULL;
+  if (n) *n = 0;
+  if (!s || !out || !n || lease_ms < 0) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  if (max == 0) return 0;
+  return s->ops->outbox_claim(s->impl, t, now_ms, lease_ms, max, out, n);
+}
+
+static int settle(cg_store *s, int outcome, int64_t id, int64_t revision,
+                  const char *token_used, int token_uses, int64_t next_at_ms,
+                  const char *error, int64_t now_ms) {
+  if (!s || token_uses < 0) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  return s->ops->outbox_settle(s->impl, t, outcome, id, revision, token_used,
+                               token_used ? token_uses : 0, next_at_ms, error,
+                               now_ms);
+}
+
+int cg_store_outbox_delivered(cg_store *s, int64_t id, int64_t revision,
+                              const char *token_used, int token_uses,
+                              int64_t now_ms) {
+  return settle(s, CG__OUTBOX_DELIVERED, id, revision, token_used, token_uses,
+                now_ms, NULL, now_ms);
+}
+
+int cg_store_outbox_reschedule(cg_store *s, int64_t id, int64_t revision,
+                               const char *token_used, int token_uses,
+                               int64_t next_at_ms, const char *error,
+                               int64_t now_ms) {
+  return settle(s, CG__OUTBOX_RESCHEDULE, id, revision, token_used,
+                token_uses, next_at_ms, error, now_ms);
+}
+
+int cg_store_outbox_dead(cg_store *s, int64_t id, int64_t revision,
+                         const char *token_used, int token_uses,
+                         const char *error, int64_t now_ms) {
+  return settle(s, CG__OUTBOX_DEAD, id, revision, token_used, token_uses,
+                now_ms, error, now_ms);
+}
+
+int cg_store_outbox_list(cg_store *s, const char *state, size_t limit,
+                         cg_outbox_iter_fn fn, void *ud) {
+  if (!s || !fn) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  if (state && strcmp(state, "pending") && strcmp(state, "delivered") &&
+      strcmp(state, "dead"))
+    return cg__store_seterr(t, CG_EINVAL,
+                            "unknown outbox state \"%.32s\" (pending, "
+                            "delivered, dead)",
+                            state);
+  cg_outbox_entry *arr = NULL;
+  size_t n = 0;
+  int rc = s->ops->outbox_list(s->impl, t, state, limit, &arr, &n);
+  for (size_t i = 0; i < n; i++)
+    if (rc == 0 && fn(&arr[i], ud) != 0) rc = 1;
+  cg_outbox_entries_free(arr, n);
+  return rc == 1 ? 0 : rc;
+}
+
+int cg_store_outbox_get(cg_store *s, int64_t id, cg_outbox_entry *out) {
+  if (!s || !out) return CG_EINVAL;
+  memset(out, 0, sizeof *out);
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  return s->ops->outbox_get(s->impl, t, id, out);
+}
+
+int cg_store_outbox_retry(cg_store *s, int64_t id, int64_t now_ms) {
+  if (!s) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  return s->ops->outbox_retry(s->impl, t, id, now_ms);
+}
+
+int cg_store_outbox_drop(cg_store *s, int64_t id) {
+  if (!s) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  return s->ops->outbox_drop(s->impl, t, id);
+}

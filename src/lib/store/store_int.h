@@ -62,11 +62,31 @@ typedef struct cg__store_ops {
   int (*seen_purge)(void *impl, cg__store_thread *t, int64_t now_ms);
   int (*seen_answer)(void *impl, cg__store_thread *t, const char *event_id,
                      int status, const char *body);
+  /* The outbox (store.h). Arrays are malloc'd like cards_list's. */
+  int (*outbox_enqueue)(void *impl, cg__store_thread *t,
+                        const cg_outbox_entry *e, int64_t now_ms,
+                        int64_t *id_out);
+  int (*outbox_claim)(void *impl, cg__store_thread *t, int64_t now_ms,
+                      int64_t lease_ms, size_t max, cg_outbox_entry **out,
+                      size_t *n);
+  /* outcome: CG__OUTBOX_DELIVERED, _RESCHEDULE or _DEAD. */
+  int (*outbox_settle)(void *impl, cg__store_thread *t, int outcome,
+                       int64_t id, int64_t revision, const char *token_used,
+                       int token_uses, int64_t next_at_ms, const char *error,
+                       int64_t now_ms);
+  int (*outbox_list)(void *impl, cg__store_thread *t, const char *state,
+                     size_t limit, cg_outbox_entry **out, size_t *n);
+  int (*outbox_get)(void *impl, cg__store_thread *t, int64_t id,
+                    cg_outbox_entry *out);
+  int (*outbox_retry)(void *impl, cg__store_thread *t, int64_t id,
+                      int64_t now_ms);
+  int (*outbox_drop)(void *impl, cg__store_thread *t, int64_t id);
   /* op: CG__STORE_TX_BEGIN, _COMMIT or _ROLLBACK for the calling thread. */
   int (*tx)(void *impl, cg__store_thread *t, int op);
 } cg__store_ops;
 
 enum { CG__STORE_TX_BEGIN = 1, CG__STORE_TX_COMMIT = 2, CG__STORE_TX_ROLLBACK = 3 };
+enum { CG__OUTBOX_DELIVERED = 1, CG__OUTBOX_RESCHEDULE = 2, CG__OUTBOX_DEAD = 3 };
 
 struct cg_store {
   const cg__store_ops *ops;
