@@ -35,6 +35,15 @@ typedef struct cg_app_options {
   const char *lark_app_id;
   const char *lark_app_secret;
 
+  /* The Lark Open API origin for the outbox (late and follow-up card
+   * updates): NULL = "https://open.feishu.cn"; "https://open.larksuite.com";
+   * http:// only to a loopback host (tests). Copied. The outbox runs when
+   * lark_app_id, lark_app_secret and a store are all configured. */
+  const char *lark_base_url;
+  /* Delivery attempts of one outbox entry before it is dead (default 8;
+   * rate-limit waits do not end an entry). */
+  uint32_t outbox_max_attempts;
+
   /* Answer by itself after this many ms when the handler has not (default
    * 2500; the platforms give 3 s). */
   uint32_t deadline_ms;
@@ -103,11 +112,79 @@ CG_EXTERN void cg_app_fallback(cg_app *app, cg_handler_fn handler, void *ud);
  * 0, CG_ECONFIG (no store), CG_EINVAL, CG_ENOMEM. */
 CG_EXTERN int cg_app_add_workflow(cg_app *app, cg_workflow *wf);
 
+/* ---- Sidecar: a route answered by your own HTTP service. --------------- */
+
+typedef struct cg_upstream_options {
+  /* Whole upstream request, connect to last byte. 0 = the time left before
+   * the app's deadline (then a slow upstream gets the fallback toast, or
+   * "keep the card" when the deadline answered first). A larger value lets a
+   * late answer arrive after cardgate answered "keep the card"; it is then
+   * passed to cg_respond like any late answer. */
+  uint32_t timeout_ms;
+  /* The toast answered when the upstream fails (down, refused, timeout,
+   * HTTP status other than 2xx, an answer that breaks the contract).
+   * NULL = "error" / "服务暂时不可用，请稍后再试" with an en_us translation
+   * "Service unavailable, try again later". fallback_en_us (optional) adds
+   * an en_us translation to a custom text. Strings are copied. */
+  const char *fallback_type;
+  const char *fallback_content;
+  const char *fallback_en_us;
+  /* Sent as X-Cardgate-Secret on every request (NULL = none). Copied. */
+  const char *secret;
+  /* Extra request headers, "Name: value", NULL-terminated (NULL = none).
+   * Copied. */
+  const char *const *headers;
+} cg_upstream_options;
+
+/* Fills o with the defaults above. */
+CG_EXTERN void cg_upstream_options_init(cg_upstream_options *o);
+
+/* A route whose handler is an HTTP service: the normalized action is POSTed
+ * to url as JSON and the service's answer becomes the reply — the contract
+ * is docs/sidecar.md (JSON Schema docs/sidecar.schema.json). match is a
+ * route expression as for cg_app_route. url: http:// or https://. o may be
+ * NULL (defaults). Everything is copied. The HTTP client is created on the
+ * app's loop with the first upstream route and closed by cg_app_free (run
+ * the loop afterwards so its handles close).
+ * Returns 0; CG_EINVAL (bad match — message in cg_app_last_error —, url
+ * not http(s), a header without ':' or with a line break); CG_ENOMEM; CG_EIO
+ * when libcurl cannot initialise. */
+CG_EXTERN int cg_app_route_upstream(cg_app *app, const char *match,
+                                    const char *url,
+                                    const cg_upstream_options *o);
+
 /* Answer the action. Takes ownership of reply (NULL means keep the card).
  * Loop thread only. Returns 0; CG_ETIMEDOUT when the deadline already passed
  * (cardgate has answered by itself; the reply is freed and the fact logged);
  * CG_EALREADY on a second call. The responder is invalid after this call. */
 CG_EXTERN int cg_respond(cg_responder *r, cg_reply *reply);
+
+/* Late and follow-up card updates (the outbox, docs/outbox.md).
+ *
+ * A reply that arrives after the deadline (cg_respond returns CG_ETIMEDOUT)
+ * is not lost when the outbox runs: if it carries a raw card (cg_reply_card)
+ * it is written to the store and delivered later through the Open API — with
+ * the callback's token while it has budget (2 updates within 30 minutes),
+ * else by patching the message. Toasts cannot be delivered late.
+ *
+ * A follow-up updates the card again after the answer — "processing…" now,
+ * the result later. Take it before cg_respond (while r is valid); it stays
+ * valid after cg_respond until cg_followup_free. Returns NULL when the
+ * outbox is not running (no app id/secret or no store), the action has no
+ * message id, or out of memory. Caller frees with cg_followup_free. */
+typedef struct cg_followup cg_followup;
+CG_EXTERN cg_followup *cg_respond_later(cg_responder *r);
+
+/* Enqueues card_reply (a cg_reply_card reply; takes ownership) as the next
+ * state of the follow-up's card. Several calls before delivery merge into
+ * one update (the last card wins). Loop thread only.
+ * 0; CG_EINVAL (not a card reply, or the callback has not been answered
+ * yet: call cg_respond first); CG_ECONFIG (the app is gone); CG_ENOMEM. */
+CG_EXTERN int cg_followup_update(cg_followup *f, cg_reply *card_reply);
+
+/* Releases a follow-up (updates already enqueued are still delivered).
+ * Accepts NULL. */
+CG_EXTERN void cg_followup_free(cg_followup *f);
 
 /* The action a responder belongs to (borrowed until cg_respond). */
 CG_EXTERN const cg_action *cg_responder_action(const cg_responder *r);

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"serve", cg_cli_serve, "receive, verify and answer card callbacks (Lark webhooks)"},
     {"trigger", cg_cli_trigger, "send a card click exactly as Lark would (signed, encrypted)"},
     {"cards", cg_cli_cards, "inspect the card store: cards list | cards show ID"},
+    {"outbox", cg_cli_outbox, "late card updates: outbox list | show ID | retry ID | drop ID"},
 };
 
 static void usage(FILE *f) {

@@ -14,6 +14,7 @@
 #include "log_sink.h"
 
 #define MAX_WORKFLOWS 64
+#define MAX_UPSTREAMS 64
 
 typedef struct serve_cfg {
   const char *host;
@@ -25,6 +26,7 @@ typedef struct serve_cfg {
   const char *encrypt_key;
   const char *app_id;
   const char *app_secret;
+  const char *lark_base_url; /* Open API origin for the outbox, or NULL */
   long deadline_ms;
   long replay_window_s;
   long max_body;
@@ -34,6 +36,10 @@ typedef struct serve_cfg {
   long max_connections;
   const char *workflows[MAX_WORKFLOWS];
   int nworkflows;
+  const char *upstreams[MAX_UPSTREAMS]; /* "MATCH=URL" */
+  int nupstreams;
+  const char *upstream_secret;
+  long upstream_timeout_ms;
   int no_builtin;
   int log_json;
   int log_level;
@@ -62,12 +68,21 @@ static const char serve_help[] =
     "  --encrypt-key K          env LARK_ENCRYPT_KEY\n"
     "  --app-id ID              env LARK_APP_ID\n"
     "  --app-secret S           env LARK_APP_SECRET\n"
+    "  --lark-base-url URL      Open API origin for late card updates (the outbox,\n"
+    "                           on when app id + secret are set; default\n"
+    "                           https://open.feishu.cn)\n"
     "Behaviour:\n"
     "  --db PATH                SQLite store (default cardgate.db)\n"
     "  --workflow FILE          load a workflow (repeatable); replaces the built-ins\n"
     "  --no-builtin             load no built-in workflow\n"
     "  --deadline-ms MS         answer by itself after (default 2500)\n"
     "  --replay-window S        reject timestamps further than S seconds from now (default off)\n"
+    "Sidecar (your own HTTP service answers; docs/sidecar.md):\n"
+    "  --upstream 'MATCH=URL'   POST matching actions to URL (http:// or https://) and relay\n"
+    "                           its answer; repeatable; tried before the workflows.\n"
+    "                           MATCH is a route expression, '' matches everything\n"
+    "  --upstream-secret S      sent as X-Cardgate-Secret (env CARDGATE_UPSTREAM_SECRET)\n"
+    "  --upstream-timeout-ms MS upstream request timeout (default: the deadline)\n"
     "  --config FILE            JSON file with any of the options above, keys spelt\n"
     "                           with underscores: {\"port\": 8080, \"db\": \"x.db\", ...}\n"
     "Logging:\n"
@@ -80,8 +95,11 @@ static const char serve_help[] =
 enum {
   O_HOST = 256, O_PORT, O_DB, O_CARD_PATH, O_EVENT_PATH, O_VTOKEN, O_EKEY, O_APPID,
   O_APPSECRET, O_DEADLINE, O_REPLAY, O_MAXBODY, O_HTO, O_BTO, O_ITO, O_MAXCONN,
-  O_WORKFLOW, O_NOBUILTIN, O_LOGFMT, O_LOGLEVEL, O_CONFIG, O_REUSEPORT
+  O_WORKFLOW, O_NOBUILTIN, O_LOGFMT, O_LOGLEVEL, O_CONFIG, O_REUSEPORT,
+  O_UPSTREAM, O_UPSTREAM_SECRET, O_UPSTREAM_TIMEOUT
 };
+
+enum { O_LARKBASE = 400 }; /* outbox options (kept apart from the list above) */
 
 static const struct option serve_opts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -93,6 +111,7 @@ static const struct option serve_opts[] = {
     {"encrypt-key", required_argument, 0, O_EKEY},
     {"app-id", required_argument, 0, O_APPID},
     {"app-secret", required_argument, 0, O_APPSECRET},
+    {"lark-base-url", required_argument, 0, O_LARKBASE},
     {"deadline-ms", required_argument, 0, O_DEADLINE},
     {"replay-window", required_argument, 0, O_REPLAY},
     {"max-body", required_argument, 0, O_MAXBODY},
@@ -106,6 +125,9 @@ static const struct option serve_opts[] = {
     {"log-level", required_argument, 0, O_LOGLEVEL},
     {"config", required_argument, 0, O_CONFIG},
     {"reuse-port", no_argument, 0, O_REUSEPORT},
+    {"upstream", required_argument, 0, O_UPSTREAM},
+    {"upstream-secret", required_argument, 0, O_UPSTREAM_SECRET},
+    {"upstream-timeout-ms", required_argument, 0, O_UPSTREAM_TIMEOUT},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
 
@@ -116,6 +138,15 @@ static int parse_num(const char *opt, const char *s, long lo, long hi, long *out
                               s ? s : "");
   *out = (long)v;
   return 0;
+}
+
+/* "MATCH=URL": the index of the last '=' followed by http:// or https://
+ * (MATCH may hold '=' itself, as in value.k == "v"); -1 when there is none. */
+static long upstream_split(const char *s) {
+  long at = -1;
+  for (const char *p = strchr(s, '='); p; p = strchr(p + 1, '='))
+    if (!strncmp(p + 1, "http://", 7) || !strncmp(p + 1, "https://", 8)) at = (long)(p - s);
+  return at;
 }
 
 /* Applies one option (from a flag or the config file). The string must live
@@ -139,6 +170,7 @@ static int apply(serve_cfg *c, int id, const char *name, const char *v) {
     case O_EKEY: c->encrypt_key = v; break;
     case O_APPID: c->app_id = v; break;
     case O_APPSECRET: c->app_secret = v; break;
+    case O_LARKBASE: c->lark_base_url = v; break;
     case O_DEADLINE: return parse_num(name, v, 10, 60000, &c->deadline_ms);
     case O_REPLAY: return parse_num(name, v, 0, 86400 * 7, &c->replay_window_s);
     case O_MAXBODY: return parse_num(name, v, 256, 16 * 1024 * 1024, &c->max_body);
@@ -150,6 +182,15 @@ static int apply(serve_cfg *c, int id, const char *name, const char *v) {
       if (c->nworkflows == MAX_WORKFLOWS) return cg_cli_usage_error("serve", "at most %d --workflow files", MAX_WORKFLOWS);
       c->workflows[c->nworkflows++] = v;
       break;
+    case O_UPSTREAM:
+      if (c->nupstreams == MAX_UPSTREAMS) return cg_cli_usage_error("serve", "at most %d --upstream routes", MAX_UPSTREAMS);
+      if (!v || upstream_split(v) < 0)
+        return cg_cli_usage_error("serve", "--upstream is 'MATCH=URL' with an http:// or https:// URL, got '%s'",
+                                  v ? v : "");
+      c->upstreams[c->nupstreams++] = v;
+      break;
+    case O_UPSTREAM_SECRET: c->upstream_secret = v; break;
+    case O_UPSTREAM_TIMEOUT: return parse_num(name, v, 1, 600000, &c->upstream_timeout_ms);
     case O_NOBUILTIN: c->no_builtin = 1; break;
     case O_REUSEPORT: c->reuse_port = 1; break;
     case O_LOGFMT:
@@ -198,7 +239,7 @@ static int load_config(serve_cfg *c, const char *path, json_t **keep) {
       fprintf(stderr, "cardgate serve: config %s: unknown key \"%s\" (see 'cardgate serve --help')\n", path, key);
       return 2;
     }
-    if (o->val == O_WORKFLOW && json_is_array(val)) {
+    if ((o->val == O_WORKFLOW || o->val == O_UPSTREAM) && json_is_array(val)) {
       size_t i;
       json_t *w;
       json_array_foreach(val, i, w) {
@@ -206,7 +247,7 @@ static int load_config(serve_cfg *c, const char *path, json_t **keep) {
           fprintf(stderr, "cardgate serve: config %s: $.%s[%zu] must be a string\n", path, key, i);
           return 2;
         }
-        if (apply(c, O_WORKFLOW, name, json_string_value(w))) return 2;
+        if (apply(c, o->val, name, json_string_value(w))) return 2;
       }
       continue;
     }
@@ -276,6 +317,28 @@ static void on_signal(uv_signal_t *h, int signum) {
   cg_server_close(st->server, server_closed, st);
 }
 
+/* Sidecar routes, registered before the workflows so that they win. */
+static int add_upstreams(cg_app *app, const serve_cfg *c) {
+  cg_upstream_options uo;
+  cg_upstream_options_init(&uo);
+  uo.secret = c->upstream_secret;
+  uo.timeout_ms = (uint32_t)c->upstream_timeout_ms;
+  for (int i = 0; i < c->nupstreams; i++) {
+    const char *spec = c->upstreams[i];
+    long at = upstream_split(spec);
+    char *match = cg_strndup(spec, (size_t)at);
+    if (!match) return 1;
+    int rc = cg_app_route_upstream(app, match, spec + at + 1, &uo);
+    free(match);
+    if (rc != 0) {
+      fprintf(stderr, "cardgate serve: --upstream '%s': %s\n", spec,
+              cg_app_last_error(app)[0] ? cg_app_last_error(app) : cg_strerror(rc));
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int add_workflows(cg_app *app, const serve_cfg *c) {
   char err[512];
   int rc;
@@ -331,6 +394,7 @@ int cg_cli_serve(int argc, char **argv) {
   if (cg_cli_env("LARK_ENCRYPT_KEY")) c.encrypt_key = cg_cli_env("LARK_ENCRYPT_KEY");
   if (cg_cli_env("LARK_APP_ID")) c.app_id = cg_cli_env("LARK_APP_ID");
   if (cg_cli_env("LARK_APP_SECRET")) c.app_secret = cg_cli_env("LARK_APP_SECRET");
+  if (cg_cli_env("CARDGATE_UPSTREAM_SECRET")) c.upstream_secret = cg_cli_env("CARDGATE_UPSTREAM_SECRET");
 
   int ch;
   opterr = 0;
@@ -377,6 +441,7 @@ int cg_cli_serve(int argc, char **argv) {
   ao.lark_encrypt_key = c.encrypt_key;
   ao.lark_app_id = c.app_id;
   ao.lark_app_secret = c.app_secret;
+  ao.lark_base_url = c.lark_base_url;
   if (c.deadline_ms) ao.deadline_ms = (uint32_t)c.deadline_ms;
   ao.replay_window_s = (uint32_t)c.replay_window_s;
   ao.store = store;
@@ -389,7 +454,7 @@ int cg_cli_serve(int argc, char **argv) {
     rc = 1;
     goto out_store;
   }
-  if (add_workflows(app, &c) != 0) {
+  if (add_upstreams(app, &c) != 0 || add_workflows(app, &c) != 0) {
     rc = 1;
     goto out_app;
   }

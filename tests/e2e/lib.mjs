@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import readline from 'node:readline';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -336,3 +337,29 @@ export const FIRST_VERSION = 1;
 
 // A unique id for this run: om_<prefix>_<random>.
 export const uid = (prefix = 'x') => `${prefix}_${Math.random().toString(36).slice(2, 10)}`;
+
+// Starts one of the test fakes in tests/unit/ (fake_lark_openapi.mjs,
+// fake_upstream.mjs): it prints {"port":N} first, then answers one JSON line
+// per JSON command on stdin. → { port, base, cmd(obj) → answer, stop() }
+export async function startFakeProcess(file) {
+  const proc = spawn(process.execPath, [path.join(SRC, 'tests', 'unit', file)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+  const lines = readline.createInterface({ input: proc.stdout });
+  const queue = [];
+  const waiters = [];
+  lines.on('line', (l) => (waiters.length ? waiters.shift()(l) : queue.push(l)));
+  const next = () => new Promise((r) => (queue.length ? r(queue.shift()) : waiters.push(r)));
+  const { port } = JSON.parse(await next());
+  return {
+    port,
+    base: `http://127.0.0.1:${port}`,
+    async cmd(c) {
+      proc.stdin.write(JSON.stringify(c) + '\n');
+      return JSON.parse(await next());
+    },
+    stop() { proc.stdin.end(); proc.kill(); },
+  };
+}

@@ -13,9 +13,11 @@
 #include "action_int.h"
 #include "app_int.h"
 #include "dedupe.h"
+#include "outbox.h"
 #include "reply_int.h"
 #include "router.h"
 #include "store_worker.h"
+#include "upstream.h"
 #include "workflow_int.h"
 
 typedef struct route {
@@ -53,6 +55,10 @@ struct cg_app {
   cg__store_worker *worker; /* runs store jobs in batches; NULL without a store */
   cg_buf enc; /* reusable encode buffer (loop thread only) */
   struct cg_responder *live; /* responders not yet finished */
+  cg__lark_api *lark;        /* Open API client for the outbox, or NULL */
+  cg__outbox *outbox;        /* late / follow-up updates, or NULL */
+  struct cg_followup *followups; /* live follow-ups, detached by cg_app_free */
+  cg__upstreams *upstreams;  /* sidecar routes and their HTTP client, or NULL */
   char last_error[512];
 };
 
@@ -72,7 +78,19 @@ struct cg_responder {
   unsigned in_dispatch : 1; /* inside the handler call: do not free yet */
   atomic_int expired;       /* the deadline answered; read by the store worker */
   const char *event_id; /* dedupe key (schema 2.0), borrowed from action, or NULL */
+  struct cg_followup *followup; /* taken by cg_respond_later, or NULL */
   struct cg_responder *prev, *next;
+};
+
+/* A follow-up: what the outbox needs to update one card later. */
+struct cg_followup {
+  cg_app *app;              /* NULL once the app is freed */
+  struct cg_responder *r;   /* until the responder is freed (then answered) */
+  char *platform;
+  char *message_id;
+  char *token;              /* callback token, or NULL */
+  int64_t token_expires_at_ms;
+  struct cg_followup *prev, *next;
 };
 
 /* ---------------------------------------------------------------- logging */
@@ -91,6 +109,8 @@ void cg__log(const cg_app *app, cg_log_level level, const char *component,
 uv_loop_t *cg__app_loop(const cg_app *app) { return app->loop; }
 cg_store *cg__app_store(const cg_app *app) { return app->store; }
 const char *cg_app_last_error(const cg_app *app) { return app->last_error; }
+cg__upstreams **cg__app_upstreams(cg_app *app) { return &app->upstreams; }
+char *cg__app_error_buf(cg_app *app) { return app->last_error; }
 
 /* ------------------------------------------------------------ life cycle */
 
@@ -98,6 +118,7 @@ void cg_app_options_init(cg_app_options *o) {
   memset(o, 0, sizeof(*o));
   o->deadline_ms = 2500;
   o->dedupe_ttl_s = 86400;
+  o->outbox_max_attempts = 8;
   o->log_level = CG_LOG_INFO;
 }
 
@@ -147,6 +168,37 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
       goto fail;
     }
   }
+  if (app->worker && app->app_id && app->app_secret) {
+    /* The outbox: late replies and follow-ups through the Open API. */
+    cg__lark_api_options lo;
+    cg__lark_api_options_init(&lo);
+    lo.base_url = o->lark_base_url;
+    lo.app_id = app->app_id;
+    lo.app_secret = app->app_secret;
+    lo.log = o->log;
+    lo.log_ud = o->log_ud;
+    lo.log_level = o->log_level;
+    app->lark = cg__lark_api_new(loop, &lo, &rc);
+    if (app->lark) {
+      cg__outbox_options oo;
+      cg__outbox_options_init(&oo);
+      oo.worker = app->worker;
+      oo.api = app->lark;
+      if (o->outbox_max_attempts) oo.max_attempts = o->outbox_max_attempts;
+      oo.log = o->log;
+      oo.log_ud = o->log_ud;
+      oo.log_level = o->log_level;
+      app->outbox = cg__outbox_new(loop, &oo, &rc);
+    }
+    if (!app->outbox) {
+      cg_fmt(app->last_error, sizeof(app->last_error), "outbox: %s", cg_strerror(rc));
+      cg__lark_api_close(app->lark, NULL, NULL);
+      cg__store_worker_free(app->worker);
+      cg__dedupe_free(app->dedupe);
+      cg_buf_free(&app->enc);
+      goto fail;
+    }
+  }
   if (err) *err = 0;
   return app;
 fail:
@@ -176,6 +228,18 @@ void cg_app_free(cg_app *app) {
     if (r->timer_init && !r->closing) uv_timer_stop(&r->timer);
   }
   app->live = NULL;
+  for (struct cg_followup *f = app->followups; f; f = f->next) f->app = NULL;
+  app->followups = NULL;
+  /* The outbox stops before the worker drains its jobs; requests in flight
+   * are cancelled (their entries stay leased and go out after a restart). */
+  cg__outbox_close(app->outbox);
+  app->outbox = NULL;
+  cg__lark_api_close(app->lark, NULL, NULL);
+  app->lark = NULL;
+  /* Upstream requests in flight are cancelled on a later loop turn; they
+   * answer their (now detached) responders. */
+  cg__upstreams_free(app->upstreams);
+  app->upstreams = NULL;
   /* Drain the store's queue while the workflows it runs are still alive;
    * the responders are detached by now, so their late results are dropped. */
   cg__store_worker_free(app->worker);
@@ -286,6 +350,7 @@ static void responder_maybe_free(struct cg_responder *r) {
     return;
   }
   responder_unlink(r);
+  if (r->followup) r->followup->r = NULL;
   cg__action_free(r->action);
   free(r);
 }
@@ -319,11 +384,54 @@ static void deadline_fired(uv_timer_t *t) {
   if (r->answered || !r->app) return;
   atomic_store(&r->expired, 1); /* a queued store job for it is skipped */
   cg__log(r->app, CG_LOG_WARN, "core",
-          "handler did not answer %s %s within %u ms: answered \"keep the card\"; its late result will be dropped",
+          "handler did not answer %s %s within %u ms: answered \"keep the card\"; its late result will be %s",
           cg_kind_name(r->action->pub.kind),
           r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
-          r->app->deadline_ms);
+          r->app->deadline_ms, r->app->outbox ? "delivered through the outbox if it carries a card" : "dropped");
   answer_keep(r);
+}
+
+/* The compact JSON of a raw card reply (malloc'd), or NULL. */
+static char *reply_card_text(const cg_reply *reply) {
+  if (!reply || !reply->card || reply->custom_status > 0) return NULL;
+  if (reply->card_text) return cg_strndup(reply->card_text, reply->card_text_len);
+  return json_dumps(reply->card, JSON_COMPACT);
+}
+
+/* Wall-clock deadline of an action's callback token (lark.md §4.5). */
+static int64_t token_deadline(const cg_action *a) {
+  int64_t t0 = a->received_at_ms > 0 ? a->received_at_ms : cg_now_ms();
+  return t0 + CG__OUTBOX_TOKEN_TTL_MS;
+}
+
+/* A reply after the deadline: the transport has its answer ("keep the
+ * card"), so the card goes to the outbox — committed before anything is
+ * sent — instead of being dropped. */
+static void late_reply(struct cg_responder *r, const cg_reply *reply) {
+  cg_app *app = r->app;
+  const cg_action *a = &r->action->pub;
+  const char *mid = a->message_id ? a->message_id : "(no message id)";
+  unsigned long long ms = (unsigned long long)(uv_now(app->loop) - r->start_ms);
+  char *card = reply_card_text(reply);
+  const char *why = !app->outbox ? "no outbox (needs the app id, secret and a store)"
+                    : !card      ? "it carries no card (a toast cannot be shown late)"
+                    : !a->message_id ? "the action has no message id"
+                                     : NULL;
+  if (!why) {
+    int rc = cg__outbox_enqueue(app->outbox, cg_platform_name(a->platform), a->message_id, a->update_token,
+                                token_deadline(a), card);
+    if (rc == 0)
+      cg__log(app, CG_LOG_WARN, "core",
+              "late answer for %s after %llu ms (cardgate had answered \"keep the card\"): its card goes to the outbox",
+              mid, ms);
+    else
+      why = cg_strerror(rc);
+  }
+  if (why)
+    cg__log(app, CG_LOG_WARN, "core",
+            "late answer for %s dropped after %llu ms (the deadline had passed; cardgate answered \"keep the card\"): %s",
+            mid, ms, why);
+  free(card);
 }
 
 int cg_respond(cg_responder *r, cg_reply *reply) {
@@ -337,11 +445,7 @@ int cg_respond(cg_responder *r, cg_reply *reply) {
   }
   r->responded = 1;
   if (r->answered) {
-    if (r->app)
-      cg__log(r->app, CG_LOG_WARN, "core",
-              "late answer for %s dropped after %llu ms (the deadline had passed; cardgate answered \"keep the card\")",
-              r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
-              (unsigned long long)(uv_now(r->app->loop) - r->start_ms));
+    if (r->app) late_reply(r, reply);
     cg_reply_free(reply);
     responder_maybe_free(r);
     return CG_ETIMEDOUT;
@@ -363,6 +467,73 @@ int cg_respond(cg_responder *r, cg_reply *reply) {
 }
 
 const cg_action *cg_responder_action(const cg_responder *r) { return &r->action->pub; }
+
+/* ------------------------------------------------------------ follow-ups */
+
+cg_followup *cg_respond_later(cg_responder *r) {
+  if (!r || r->responded || !r->app || !r->app->outbox || !r->action->pub.message_id) return NULL;
+  if (r->followup) return NULL; /* one per responder */
+  const cg_action *a = &r->action->pub;
+  cg_followup *f = calloc(1, sizeof(*f));
+  if (!f) return NULL;
+  f->platform = cg_strdup(cg_platform_name(a->platform));
+  f->message_id = cg_strdup(a->message_id);
+  f->token = cg_str_empty(a->update_token) ? NULL : cg_strdup(a->update_token);
+  if (!f->platform || !f->message_id || (!cg_str_empty(a->update_token) && !f->token)) {
+    free(f->platform);
+    free(f->message_id);
+    free(f->token);
+    free(f);
+    return NULL;
+  }
+  f->token_expires_at_ms = token_deadline(a);
+  f->app = r->app;
+  f->r = r;
+  r->followup = f;
+  f->next = r->app->followups;
+  if (f->next) f->next->prev = f;
+  r->app->followups = f;
+  return f;
+}
+
+int cg_followup_update(cg_followup *f, cg_reply *card_reply) {
+  if (!f) {
+    cg_reply_free(card_reply);
+    return CG_EINVAL;
+  }
+  /* Never before the callback is answered: the token is the platform's
+   * only until then (lark.md §9.5). */
+  if (f->r && !f->r->answered) {
+    cg_reply_free(card_reply);
+    return CG_EINVAL;
+  }
+  if (!f->app || !f->app->outbox) {
+    cg_reply_free(card_reply);
+    return CG_ECONFIG;
+  }
+  char *card = reply_card_text(card_reply);
+  int has_card = card_reply && card_reply->card;
+  cg_reply_free(card_reply);
+  if (!card) return has_card ? CG_ENOMEM : CG_EINVAL;
+  int rc = cg__outbox_enqueue(f->app->outbox, f->platform, f->message_id, f->token, f->token_expires_at_ms, card);
+  free(card);
+  return rc;
+}
+
+void cg_followup_free(cg_followup *f) {
+  if (!f) return;
+  if (f->r) f->r->followup = NULL;
+  if (f->app) {
+    if (f->prev) f->prev->next = f->next;
+    else f->app->followups = f->next;
+    if (f->next) f->next->prev = f->prev;
+  }
+  free(f->platform);
+  free(f->message_id);
+  if (f->token) memset(f->token, 0, strlen(f->token));
+  free(f->token);
+  free(f);
+}
 
 uint64_t cg_responder_remaining_ms(const cg_responder *r) {
   if (!r->app || r->answered) return 0;

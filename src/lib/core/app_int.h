@@ -20,4 +20,11 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r);
 void cg__app_store_seen_answer(cg_app *app, const char *event_id, int status,
                                const char *body);
 
+/* Sidecar routes (upstream.c): the app's slot for its upstream set (freed
+ * by cg_app_free), and the buffer behind cg_app_last_error. */
+struct cg__upstreams;
+struct cg__upstreams **cg__app_upstreams(cg_app *app);
+#define CG__APP_ERROR_CAP 512u
+char *cg__app_error_buf(cg_app *app);
+
 #endif
