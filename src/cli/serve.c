@@ -83,6 +83,8 @@ static const char serve_help[] =
     "                           MATCH is a route expression, '' matches everything\n"
     "  --upstream-secret S      sent as X-Cardgate-Secret (env CARDGATE_UPSTREAM_SECRET)\n"
     "  --upstream-timeout-ms MS upstream request timeout (default: the deadline)\n"
+
+    "Configuration file:\n"
     "  --config FILE            JSON file with any of the options above, keys spelt\n"
     "                           with underscores: {\"port\": 8080, \"db\": \"x.db\", ...}\n"
     "Logging:\n"
