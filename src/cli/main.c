@@ -17,6 +17,7 @@ typedef struct command {
 static const command commands[] = {
     {"serve", cg_cli_serve, "receive, verify and answer card callbacks (Lark webhooks)"},
     {"trigger", cg_cli_trigger, "send a card click exactly as Lark would (signed, encrypted)"},
+    {"send", cg_cli_send, "send a card through the Lark Open API and record it in the store"},
     {"cards", cg_cli_cards, "inspect the card store: cards list | cards show ID"},
     {"outbox", cg_cli_outbox, "late card updates: outbox list | show ID | retry ID | drop ID"},
 };

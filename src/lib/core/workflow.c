@@ -669,6 +669,12 @@ const char *cg_workflow_name(const cg_workflow *wf) {
 
 int cg__workflow_stateless(const cg_workflow *wf) { return wf->stateless; }
 
+const char *cg__workflow_initial_state(const cg_workflow *wf) {
+  return wf->states[wf->initial].name;
+}
+
+const json_t *cg__workflow_initial_vars(const cg_workflow *wf) { return wf->vars; }
+
 const char *cg_workflow_match(const cg_workflow *wf) {
   return wf ? wf->match : NULL;
 }

@@ -45,6 +45,11 @@ int cg__workflow_run(const cg_workflow *wf, cg_store *store,
  * answered at once on the loop thread. */
 int cg__workflow_stateless(const cg_workflow *wf);
 
+/* The initial state's name and the initial variables (an object, or NULL),
+ * borrowed from wf. For `cardgate send`, which records a card it sends. */
+const char *cg__workflow_initial_state(const cg_workflow *wf);
+const json_t *cg__workflow_initial_vars(const cg_workflow *wf);
+
 /* The workflow's initial card rendered with its initial variables (for
  * cardgate send and the demo). Owned by the caller. NULL on ENOMEM. */
 json_t *cg__workflow_initial_card(const cg_workflow *wf, int64_t now_ms);
