@@ -11,6 +11,7 @@ int cg_cli_serve(int argc, char **argv);
 int cg_cli_trigger(int argc, char **argv);
 int cg_cli_cards(int argc, char **argv);
 int cg_cli_outbox(int argc, char **argv);
+int cg_cli_emulate(int argc, char **argv);
 int cg_cli_send(int argc, char **argv);
 
 /* Prints "cardgate <cmd>: <msg>\nTry 'cardgate <cmd> --help'.\n" to stderr

@@ -20,6 +20,7 @@ static const command commands[] = {
     {"send", cg_cli_send, "send a card through the Lark Open API and record it in the store"},
     {"cards", cg_cli_cards, "inspect the card store: cards list | cards show ID"},
     {"outbox", cg_cli_outbox, "late card updates: outbox list | show ID | retry ID | drop ID"},
+    {"emulate", cg_cli_emulate, "run Lark (Open API + card clicks) on this machine, for tests"},
 };
 
 static void usage(FILE *f) {

@@ -363,3 +363,76 @@ export async function startFakeProcess(file) {
     stop() { proc.stdin.end(); proc.kill(); },
   };
 }
+
+// ---- the emulator (`cardgate emulate`, docs/emulator.md) -------------------
+
+// Starts `cardgate emulate --port 0 ...args` with the given secrets (LARK_*
+// environment) and waits for its listening line. Returns
+//   { base, port, proc, stdout(), stderr(), state(), post(path, body),
+//     token() → a fresh tenant token, send(card) → message_id, stop() }
+export async function startEmulator({ args = [], secrets = SECRETS, env = {}, timeoutMs = 15000 } = {}) {
+  const proc = spawn(BIN, ['emulate', '--port', '0', ...args], {
+    env: childEnv(secrets, env),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(proc);
+  let out = '';
+  let err = '';
+  const exitP = new Promise((resolve) => proc.on('exit', (code, signal) => { children.delete(proc); resolve({ code, signal }); }));
+  proc.stdout.setEncoding('utf8');
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (d) => { err += d; });
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`cardgate emulate did not start\n${out}\n${err}`)), timeoutMs);
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on http:\/\/[0-9.]+:(\d+)/);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    exitP.then((e) => { clearTimeout(timer); reject(new Error(`cardgate emulate exited ${JSON.stringify(e)}\n${err}`)); });
+  });
+  const base = `http://127.0.0.1:${port}`;
+  const request = async (method, p, body, headers = {}) => {
+    const r = await fetch(base + p, {
+      method,
+      headers: { 'Content-Type': 'application/json', ...headers },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await r.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: r.status, headers: r.headers, body: json ?? text };
+  };
+  const emu = {
+    base,
+    port,
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    request,
+    state: async () => (await request('GET', '/emulator/state')).body,
+    post: (p, body) => request('POST', p, body ?? {}),
+    async token(appId = env.LARK_APP_ID, appSecret = env.LARK_APP_SECRET) {
+      const r = await request('POST', '/open-apis/auth/v3/tenant_access_token/internal', { app_id: appId, app_secret: appSecret });
+      if (!r.body?.tenant_access_token) throw new Error(`no token: ${JSON.stringify(r.body)}`);
+      return r.body.tenant_access_token;
+    },
+    async send(card, { token, receiveId = 'ou_e2e' } = {}) {
+      const t = token || (await emu.token());
+      const r = await request('POST', '/open-apis/im/v1/messages?receive_id_type=open_id',
+        { receive_id: receiveId, msg_type: 'interactive', content: JSON.stringify(card) },
+        { Authorization: `Bearer ${t}` });
+      if (r.body?.code !== 0) throw new Error(`send failed: ${JSON.stringify(r.body)}`);
+      return r.body.data.message_id;
+    },
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return exitP;
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      const e = await exitP;
+      clearTimeout(t);
+      return e;
+    },
+  };
+  return emu;
+}

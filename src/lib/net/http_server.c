@@ -20,6 +20,7 @@
 #include "../codec/lark_webhook.h"
 #include "../core/app_int.h"
 #include "cardgate/server.h"
+#include "http_server_int.h"
 
 /* One read buffer for the whole server: libuv calls alloc, read(2) and the
  * read callback back to back for one stream on the loop thread, and every
@@ -58,24 +59,40 @@ typedef enum {
   R_EVENT,
   R_HEALTH,
   R_NOT_FOUND,
-  R_BAD_METHOD
+  R_BAD_METHOD,
+  R_HANDLER /* generic mode: every request goes to the handler */
 } route_kind;
 
 /* The request headers we keep (values only; names are matched and dropped). */
-enum { H_TIMESTAMP = 0, H_NONCE, H_SIGNATURE, H_EXPECT, H_COUNT };
-static const char *const header_names[H_COUNT] = {"x-lark-request-timestamp",
-                                                  "x-lark-request-nonce",
-                                                  "x-lark-signature", "expect"};
+/* H_AUTH and H_CTYPE are kept only in generic (handler) mode: the webhook
+ * path matches the first H_APP_COUNT names. */
+enum {
+  H_TIMESTAMP = 0,
+  H_NONCE,
+  H_SIGNATURE,
+  H_EXPECT,
+  H_APP_COUNT,
+  H_AUTH = H_APP_COUNT,
+  H_CTYPE,
+  H_COUNT
+};
+static const char *const header_names[H_COUNT] = {
+    "x-lark-request-timestamp", "x-lark-request-nonce", "x-lark-signature",
+    "expect", "authorization", "content-type"};
 static const char *const header_display[H_COUNT] = {
     "X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Signature",
-    "Expect"};
+    "Expect", "Authorization", "Content-Type"};
 
 typedef struct conn conn;
 
 struct cg_server {
   uv_tcp_t listener;
-  cg_app *app;     /* borrowed */
+  cg_app *app;     /* borrowed; NULL in generic (handler) mode */
   uv_loop_t *loop; /* the app's */
+  cg__http_handler_fn handler; /* generic mode (http_server_int.h) */
+  void *handler_ud;
+  cg_log_fn log; /* generic mode's log sink (the app logs otherwise) */
+  void *log_ud;
   char *host;
   char *card_path;
   char *event_path;
@@ -159,6 +176,9 @@ struct conn {
   cg_buf wbuf;
 
   char peer[INET6_ADDRSTRLEN + 8];
+  /* Generic mode: set around one conn_respond call (borrowed). */
+  const char *reply_ctype;
+  const char *reply_extra;
 };
 
 static int on_message_begin(http_parser *p);
@@ -226,12 +246,13 @@ static void server_free(cg_server *s) {
   free(s);
 }
 
-cg_server *cg_server_new(cg_app *app, const cg_server_options *o, int *err) {
+static cg_server *server_create(cg_app *app, uv_loop_t *loop,
+                                const cg_server_options *o, int *err) {
   cg_server_options d;
   int rc = CG_EINVAL;
   cg_server *s = NULL;
   cg_server_options_init(&d);
-  if (!app || !o) goto fail;
+  if ((!app && !loop) || !o) goto fail;
   const char *host = cg_str_empty(o->host) ? d.host : o->host;
   const char *card = cg_str_empty(o->card_path) ? d.card_path : o->card_path;
   const char *event =
@@ -246,7 +267,7 @@ cg_server *cg_server_new(cg_app *app, const cg_server_options *o, int *err) {
   s = calloc(1, sizeof(*s));
   if (!s) goto fail;
   s->app = app;
-  s->loop = cg__app_loop(app);
+  s->loop = app ? cg__app_loop(app) : loop;
   s->host = cg_strdup(host);
   s->card_path = cg_strdup(card);
   s->event_path = cg_strdup(event);
@@ -282,6 +303,30 @@ fail:
   if (s) server_free(s);
   if (err) *err = rc;
   return NULL;
+}
+
+cg_server *cg_server_new(cg_app *app, const cg_server_options *o, int *err) {
+  if (!app) {
+    if (err) *err = CG_EINVAL;
+    return NULL;
+  }
+  return server_create(app, NULL, o, err);
+}
+
+cg_server *cg__server_new_handler(uv_loop_t *loop, const cg_server_options *o,
+                                  cg__http_handler_fn fn, void *ud,
+                                  cg_log_fn log, void *log_ud, int *err) {
+  if (!loop || !fn) {
+    if (err) *err = CG_EINVAL;
+    return NULL;
+  }
+  cg_server *s = server_create(NULL, loop, o, err);
+  if (!s) return NULL;
+  s->handler = fn;
+  s->handler_ud = ud;
+  s->log = log;
+  s->log_ud = log_ud;
+  return s;
 }
 
 /* ---------------------------------------------------------- small tools */
@@ -536,9 +581,16 @@ static void conn_respond(conn *c, int status, const char *allow,
   if (!rc) rc = cg_buf_append(o, " ", 1);
   if (!rc) rc = cg_buf_appends(o, reason);
   if (!rc) rc = cg_buf_append(o, "\r\n", 2);
-  if (!rc) rc = cg_buf_append(o, ctype, sizeof(ctype) - 1);
+  if (!rc && c->reply_ctype) { /* generic mode only */
+    rc = cg_buf_appends(o, "Content-Type: ");
+    if (!rc) rc = cg_buf_appends(o, c->reply_ctype);
+    if (!rc) rc = cg_buf_appends(o, "\r\nContent-Length: ");
+  } else if (!rc) {
+    rc = cg_buf_append(o, ctype, sizeof(ctype) - 1);
+  }
   if (!rc) rc = cg_buf_append(o, num, fmt_u64(num, len));
   if (!rc) rc = cg_buf_append(o, "\r\n", 2);
+  if (!rc && c->reply_extra) rc = cg_buf_appends(o, c->reply_extra);
   if (!rc && allow) {
     rc = cg_buf_append(o, "Allow: ", 7);
     if (!rc) rc = cg_buf_appends(o, allow);
@@ -665,7 +717,8 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
     c->last_cb = 2;
     c->hdr_cur = -1;
     if (c->field_len < FIELD_MAX) {
-      for (int i = 0; i < H_COUNT; i++) {
+      int nkept = c->srv->handler ? H_COUNT : H_APP_COUNT;
+      for (int i = 0; i < nkept; i++) {
         if (lower_eq(c->field, c->field_len, header_names[i])) {
           c->hdr_cur = i;
           break;
@@ -726,6 +779,10 @@ static void route_request(conn *c) {
   unsigned m = c->parser.method;
   c->route = R_NOT_FOUND;
   if (url_path(c->url.data, c->url.len, &path, &len) != 0) return;
+  if (s->handler) {
+    c->route = R_HANDLER;
+    return;
+  }
   if (path_is(path, len, s->card_path, s->card_path_len) ||
       path_is(path, len, s->event_path, s->event_path_len)) {
     if (m == HTTP_POST)
@@ -781,7 +838,7 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   conn *c = p->data;
-  if (c->route == R_CARD || c->route == R_EVENT) {
+  if (c->route == R_CARD || c->route == R_EVENT || c->route == R_HANDLER) {
     int rc = cg_buf_append(&c->body, at, n);
     if (rc == CG_ETOOBIG) return fail_body_too_big(c);
     if (rc) return req_fail(c, 500, CG_ENOMEM, "out of memory");
@@ -811,6 +868,8 @@ static void on_app_done(int status, const char *body, size_t len, void *ud) {
   c->busy = 0;
   if (!c->closing) {
     conn_respond(c, status, NULL, body, len, 0);
+    c->reply_ctype = NULL;
+    c->reply_extra = NULL;
     /* Not inside our own parse loop: continue with buffered input on the
      * next loop turn (never re-enter the app from its own callback). */
     if (!c->dispatching && !c->closing && !c->close_after_write) {
@@ -856,11 +915,71 @@ static void dispatch_app(conn *c) {
   }
 }
 
+/* ------------------------------------------------------ generic mode */
+
+struct cg__http_req {
+  conn c; /* never instantiated: cg__http_req * is a conn * */
+};
+
+void cg__server_reply_ex(cg__http_req *req, int status,
+                         const char *content_type, const char *extra_headers,
+                         const char *body, size_t len) {
+  conn *c = (conn *)req;
+  cg_assert(c->busy);
+  if (!c->closing) {
+    c->reply_ctype = content_type;
+    c->reply_extra = extra_headers;
+  }
+  on_app_done(status, body, len, c);
+}
+
+void cg__server_reply(cg__http_req *req, int status, const char *body,
+                      size_t len) {
+  cg__server_reply_ex(req, status, NULL, NULL, body, len);
+}
+
+static void dispatch_handler(conn *c) {
+  cg_server *s = c->srv;
+  cg__http_request r;
+  const char *u = c->url.data ? c->url.data : "";
+  const char *path = "/";
+  size_t plen = 1;
+  memset(&r, 0, sizeof(r));
+  r.method = http_method_str((enum http_method)c->parser.method);
+  if (url_path(u, c->url.len, &path, &plen) != 0) {
+    path = "/";
+    plen = 1;
+  }
+  r.path = path;
+  r.path_len = plen;
+  const char *q = memchr(u, '?', c->url.len);
+  if (q) {
+    const char *end = memchr(q, '#', (size_t)(u + c->url.len - q));
+    r.query = q + 1;
+    r.query_len = (size_t)((end ? end : u + c->url.len) - (q + 1));
+  }
+  r.authorization = hv_ptr(c, H_AUTH);
+  r.authorization_len = c->hv_set[H_AUTH] ? c->hv_len[H_AUTH] : 0;
+  r.content_type = hv_ptr(c, H_CTYPE);
+  r.content_type_len = c->hv_set[H_CTYPE] ? c->hv_len[H_CTYPE] : 0;
+  r.body = c->body.data ? c->body.data : "";
+  r.body_len = c->body.len;
+  c->busy = 1;
+  c->dispatching = 1;
+  c->refs++;
+  s->handler((cg__http_req *)c, &r, s->handler_ud);
+  c->dispatching = 0;
+  if (c->busy) timer_stop(c); /* answered later: no timeout meanwhile */
+}
+
 static void dispatch(conn *c) {
   cg_server *s = c->srv;
   char msg[CG_LIMIT_URL * 2 + 128];
   s->nrequests++;
   switch (c->route) {
+    case R_HANDLER:
+      dispatch_handler(c);
+      break;
     case R_CARD:
     case R_EVENT:
       dispatch_app(c);
@@ -1169,6 +1288,11 @@ int cg_server_listen(cg_server *s) {
   s->listening = 1;
   cg__log(s->app, CG_LOG_INFO, "http", "listening on %s port %d", s->host,
           s->port);
+  if (!s->app && s->log) {
+    char line[128];
+    cg_fmt(line, sizeof(line), "listening on %s port %d", s->host, s->port);
+    s->log(CG_LOG_INFO, "http", line, s->log_ud);
+  }
   return 0;
 }
 
