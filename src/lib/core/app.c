@@ -108,6 +108,7 @@ void cg__log(const cg_app *app, cg_log_level level, const char *component,
 
 uv_loop_t *cg__app_loop(const cg_app *app) { return app->loop; }
 cg_store *cg__app_store(const cg_app *app) { return app->store; }
+uint32_t cg__app_deadline_ms(const cg_app *app) { return app->deadline_ms; }
 const char *cg_app_last_error(const cg_app *app) { return app->last_error; }
 cg__upstreams **cg__app_upstreams(cg_app *app) { return &app->upstreams; }
 char *cg__app_error_buf(cg_app *app) { return app->last_error; }

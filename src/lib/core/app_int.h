@@ -12,6 +12,7 @@ void cg__log(const cg_app *app, cg_log_level level, const char *component,
 /* For the server's /healthz. */
 uv_loop_t *cg__app_loop(const cg_app *app);
 cg_store *cg__app_store(const cg_app *app);
+uint32_t cg__app_deadline_ms(const cg_app *app);
 
 struct cg_responder;
 /* Duplicate suppression for schema-2.0 events, then run (app.c). */

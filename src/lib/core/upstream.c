@@ -530,8 +530,10 @@ static void upstream_handler(const cg_action *a, cg_responder *r, void *ud) {
   up_route *rt = ud;
   cg__upstreams *u = rt->set;
   cg_app *app = u->app;
+  /* The wall-clock moment Lark stops waiting: from the arrival, not from
+   * the loop's cached clock (which lags under load). */
+  char *body = cg__upstream_request_json(a, a->received_at_ms + (int64_t)cg__app_deadline_ms(app));
   uint64_t left = cg_responder_remaining_ms(r);
-  char *body = cg__upstream_request_json(a, cg_now_ms() + (int64_t)left);
   up_call *c = body ? malloc(sizeof(*c)) : NULL;
   int rc = CG_ENOMEM;
   if (c) {
