@@ -416,7 +416,8 @@ static void test_refused(void **state) {
   uv_close((uv_handle_t *)&t, NULL);
   uv_run(&f->loop, UV_RUN_NOWAIT);
   char url[128];
-  snprintf(url, sizeof(url), "http://127.0.0.1:%d/x", port);
+  /* credentials in the URL and the query never reach the log */
+  snprintf(url, sizeof(url), "http://svc:pw-secret@127.0.0.1:%d/x?k=q-secret", port);
   cg_upstream_options o;
   cg_upstream_options_init(&o);
   o.fallback_type = "warning";
@@ -437,6 +438,9 @@ static void test_refused(void **state) {
   assert_non_null(strstr(a.body, "\"content\":\"稍后再试\""));
   assert_non_null(strstr(a.body, "\"en_us\":\"Later\""));
   assert_non_null(strstr(f->log, "refused"));
+  assert_null(strstr(f->log, "pw-secret"));
+  assert_null(strstr(f->log, "q-secret"));
+  assert_non_null(strstr(f->log, "http://127.0.0.1:"));
 }
 
 /* --------------------------------------------------------- the deadline */

@@ -29,7 +29,7 @@
 typedef struct up_route {
   struct cg__upstreams *set;
   char *url;
-  char *log_url;  /* url without its query (may hold credentials) */
+  char *log_url;  /* url without user:password@ and without its query */
   char **headers; /* NULL-terminated, owned */
   uint32_t timeout_ms;
   char *fb_type;
@@ -565,6 +565,26 @@ static void upstream_handler(const cg_action *a, cg_responder *r, void *ud) {
   }
 }
 
+/* The URL for log lines: scheme://host[:port]/path — no "user:pass@"
+ * (curl sends it as Basic auth), no query or fragment (tokens live there). */
+static char *loggable_url(const char *url) {
+  size_t end = strcspn(url, "?#");
+  const char *auth = strstr(url, "://");
+  size_t start = auth ? (size_t)(auth - url) + 3 : 0;
+  size_t host_end = start + strcspn(url + start, "/?#");
+  const char *at = NULL;
+  for (const char *p = url + start; p < url + host_end; p++)
+    if (*p == '@') at = p;
+  if (!at) return cg_strndup(url, end);
+  cg_buf b;
+  cg_buf_init(&b, end + 1);
+  if (cg_buf_append(&b, url, start) || cg_buf_append(&b, at + 1, (size_t)(url + end - (at + 1)))) {
+    cg_buf_free(&b);
+    return NULL;
+  }
+  return b.data ? b.data : cg_strdup("");
+}
+
 int cg_app_route_upstream(cg_app *app, const char *match, const char *url,
                           const cg_upstream_options *o) {
   if (!app) return CG_EINVAL;
@@ -592,7 +612,7 @@ int cg_app_route_upstream(cg_app *app, const char *match, const char *url,
   rt->set = *slot;
   rt->timeout_ms = o ? o->timeout_ms : 0;
   rt->url = cg_strdup(url);
-  rt->log_url = cg_strndup(url, strcspn(url, "?#"));
+  rt->log_url = loggable_url(url);
   rt->fb_type =
       cg_strdup(o && !cg_str_empty(o->fallback_type) ? o->fallback_type
                                                      : DEFAULT_FALLBACK_TYPE);
