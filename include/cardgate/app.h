@@ -40,6 +40,11 @@ typedef struct cg_app_options {
    * http:// only to a loopback host (tests). Copied. The outbox runs when
    * lark_app_id, lark_app_secret and a store are all configured. */
   const char *lark_base_url;
+  /* 1: the app is a store (marketplace, ISV) app: the outbox gets an
+   * app_access_token with the app_ticket Lark pushes to the event URL (kept
+   * in the store) and one tenant token per tenant key (docs/openapi.md).
+   * 0 (default): a self-built app with one tenant token. */
+  int lark_store_app;
   /* Delivery attempts of one outbox entry before it is dead (default 8;
    * rate-limit waits do not end an entry). */
   uint32_t outbox_max_attempts;

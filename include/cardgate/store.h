@@ -132,6 +132,7 @@ typedef struct cg_outbox_entry {
   int64_t created_at_ms;
   int64_t updated_at_ms;
   int64_t revision;   /* 1, +1 each time a merge replaced the card */
+  char *tenant_key;   /* the action's tenant (store apps), or NULL */
 } cg_outbox_entry;
 
 CG_EXTERN void cg_outbox_entry_clear(cg_outbox_entry *e);
@@ -205,6 +206,15 @@ CG_EXTERN int cg_store_outbox_retry(cg_store *s, int64_t id, int64_t now_ms);
 
 /* Deletes entry id whatever its state. 0, CG_ENOTFOUND, CG_ESTORE. */
 CG_EXTERN int cg_store_outbox_drop(cg_store *s, int64_t id);
+
+/* ---- Small key-value records (schema 3): e.g. a store app's latest
+ * app_ticket, kept across restarts. Values are at most 4096 bytes.
+ * get: 0 and *value (caller free()s), CG_ENOTFOUND, CG_EINVAL, CG_ENOMEM,
+ * CG_ESTORE. put: inserts or replaces; 0, CG_EINVAL, CG_ETOOBIG,
+ * CG_ESTORE. */
+CG_EXTERN int cg_store_kv_get(cg_store *s, const char *key, char **value);
+CG_EXTERN int cg_store_kv_put(cg_store *s, const char *key, const char *value,
+                              int64_t now_ms);
 
 /* Transactions: groups this thread's following calls on s into one
  * transaction, until cg_store_commit() or cg_store_rollback(). Nothing is

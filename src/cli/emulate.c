@@ -40,6 +40,10 @@ static const char usage_text[] =
     "  --encrypt-key K          env LARK_ENCRYPT_KEY (signs v2 clicks, encrypts all)\n"
     "  --token-expire-s N       access-token lifetime (default 7200)\n"
     "  --card-token-ttl-s N     callback update-token lifetime (default 1800)\n"
+    "  --store-app              a store (marketplace) app: app_access_token with the\n"
+    "                           app_ticket, tenant tokens per tenant key, and\n"
+    "                           app_ticket/resend, which POSTs an app_ticket event\n"
+    "                           (signed/encrypted like clicks) to URL/webhook/event\n"
     "  --log-format text|json   (default text, on stderr)\n"
     "Client options:\n"
     "  --emulator URL           a running emulator (e.g. http://127.0.0.1:9000)\n"
@@ -252,7 +256,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 enum {
   O_HOST = 2000, O_PORT, O_APPURL, O_APPID, O_SECRET, O_VTOKEN, O_EKEY,
-  O_TEXP, O_CTTL, O_LOGF
+  O_TEXP, O_CTTL, O_LOGF, O_STORE
 };
 static const struct option server_opts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -265,6 +269,7 @@ static const struct option server_opts[] = {
     {"token-expire-s", required_argument, 0, O_TEXP},
     {"card-token-ttl-s", required_argument, 0, O_CTTL},
     {"log-format", required_argument, 0, O_LOGF},
+    {"store-app", no_argument, 0, O_STORE},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
 
@@ -308,6 +313,7 @@ int cg_cli_emulate(int argc, char **argv) {
         if (parse_pos(optarg, &o.card_token_ttl_s) || !o.card_token_ttl_s)
           return cg_cli_usage_error("emulate", "--card-token-ttl-s wants seconds > 0, got '%s'", optarg);
         break;
+      case O_STORE: o.store_app = 1; break;
       case O_LOGF:
         if (!strcmp(optarg, "json")) logcfg.json = 1;
         else if (strcmp(optarg, "text")) return cg_cli_usage_error("emulate", "--log-format is 'text' or 'json', got '%s'", optarg);

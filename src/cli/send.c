@@ -42,6 +42,9 @@ typedef struct opts {
   const char *app_secret;
   const char *base_url;
   int lark;
+  int store_app;
+  const char *tenant_key;
+  const char *app_ticket;
   const char *db;
   const char *uuid;
   long timeout_ms;
@@ -82,6 +85,11 @@ static void usage(FILE *f) {
       "  --app-secret S         default $LARK_APP_SECRET\n"
       "  --base-url URL         Open API origin (default " CG__LARK_BASE_FEISHU ")\n"
       "  --lark                 use " CG__LARK_BASE_LARK " (Lark, not Feishu)\n"
+      "  --app-type T           self-built (default) or store (marketplace app)\n"
+      "  --tenant-key K         store apps: the tenant to send in (its own token)\n"
+      "  --app-ticket T         store apps: default $LARK_APP_TICKET, else the one\n"
+      "                         'cardgate serve' kept in the store; without one\n"
+      "                         Lark is asked to resend it and the send fails\n"
       "\n"
       "Other:\n"
       "  --db PATH              the SQLite store (default " DEFAULT_DB ", as for\n"
@@ -118,7 +126,10 @@ enum {
   O_DB,
   O_UUID,
   O_TIMEOUT,
-  O_JSON
+  O_JSON,
+  O_APP_TYPE,
+  O_TENANT_KEY,
+  O_APP_TICKET
 };
 
 static const struct option long_opts[] = {
@@ -136,6 +147,9 @@ static const struct option long_opts[] = {
     {"uuid", required_argument, NULL, O_UUID},
     {"timeout-ms", required_argument, NULL, O_TIMEOUT},
     {"json", no_argument, NULL, O_JSON},
+    {"app-type", required_argument, NULL, O_APP_TYPE},
+    {"tenant-key", required_argument, NULL, O_TENANT_KEY},
+    {"app-ticket", required_argument, NULL, O_APP_TICKET},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0}};
@@ -214,6 +228,21 @@ static int parse_args(int argc, char **argv, opts *o) {
       case O_JSON:
         o->json = 1;
         break;
+      case O_APP_TYPE:
+        if (strcmp(optarg, "store") == 0)
+          o->store_app = 1;
+        else if (strcmp(optarg, "self-built") == 0)
+          o->store_app = 0;
+        else
+          return cg_cli_usage_error(CMD, "--app-type '%s': self-built or store",
+                                    optarg);
+        break;
+      case O_TENANT_KEY:
+        o->tenant_key = optarg;
+        break;
+      case O_APP_TICKET:
+        o->app_ticket = optarg;
+        break;
       case ':':
         return cg_cli_usage_error(CMD, "option '%s' needs a value",
                                   argv[optind - 1]);
@@ -269,6 +298,16 @@ static int parse_args(int argc, char **argv, opts *o) {
                               "origin: give one of them");
   if (o->uuid && (!*o->uuid || strlen(o->uuid) > MAX_UUID))
     return cg_cli_usage_error(CMD, "--uuid: give 1..%d characters", MAX_UUID);
+  if (o->store_app && cg_str_empty(o->tenant_key))
+    return cg_cli_usage_error(CMD,
+                              "--app-type store needs --tenant-key K: a store "
+                              "app sends with the token of one tenant");
+  if (!o->store_app && (o->tenant_key || o->app_ticket))
+    return cg_cli_usage_error(CMD,
+                              "--tenant-key and --app-ticket go with "
+                              "--app-type store");
+  if (o->store_app && !o->app_ticket)
+    o->app_ticket = cg_cli_env("LARK_APP_TICKET");
   if (!o->app_id) o->app_id = cg_cli_env("LARK_APP_ID");
   if (!o->app_secret) o->app_secret = cg_cli_env("LARK_APP_SECRET");
   if (cg_str_empty(o->app_id))
@@ -667,6 +706,7 @@ int cg_cli_send(int argc, char **argv) {
   ao.app_id = o.app_id;
   ao.app_secret = o.app_secret;
   ao.timeout_ms = (uint32_t)o.timeout_ms;
+  ao.app_type = o.store_app ? CG__LARK_APP_STORE : CG__LARK_APP_SELF_BUILT;
   if (o.verbose) {
     ao.log = cg_cli_log_fn;
     ao.log_ud = &logcfg;
@@ -688,11 +728,25 @@ int cg_cli_send(int argc, char **argv) {
     goto out_loop;
   }
 
+  char *stored_ticket = NULL;
+  if (o.store_app) {
+    /* The ticket: the flag / environment, else what serve kept. */
+    const char *ticket = o.app_ticket;
+    if (cg_str_empty(ticket)) {
+      char key[300];
+      cg_fmt(key, sizeof key, "lark.app_ticket.%s", o.app_id);
+      if (cg_store_kv_get(st, key, &stored_ticket) == 0) ticket = stored_ticket;
+    }
+    if (!cg_str_empty(ticket) && cg__lark_api_set_app_ticket(s.api, ticket) != 0)
+      fprintf(stderr, "cardgate send: the app ticket is unusable; asking Lark to resend one\n");
+    if (stored_ticket) memset(stored_ticket, 0, strlen(stored_ticket));
+    free(stored_ticket);
+  }
   if (o.reply_to)
-    e = cg__lark_reply_card(s.api, o.reply_to, card.card_json, o.in_thread,
+    e = cg__lark_reply_card(s.api, o.tenant_key, o.reply_to, card.card_json, o.in_thread,
                             uuid_s, on_result, &s);
   else
-    e = cg__lark_send_card(s.api, o.to_type, o.to, card.card_json, uuid_s,
+    e = cg__lark_send_card(s.api, o.tenant_key, o.to_type, o.to, card.card_json, uuid_s,
                            on_result, &s);
   if (e != 0) {
     fprintf(stderr, "cardgate send: the card was not sent: %s\n",

@@ -27,6 +27,7 @@ typedef struct serve_cfg {
   const char *app_id;
   const char *app_secret;
   const char *lark_base_url; /* Open API origin for the outbox, or NULL */
+  int lark_store_app;        /* --lark-app-type store */
   long deadline_ms;
   long replay_window_s;
   long max_body;
@@ -71,6 +72,9 @@ static const char serve_help[] =
     "  --lark-base-url URL      Open API origin for late card updates (the outbox,\n"
     "                           on when app id + secret are set; default\n"
     "                           https://open.feishu.cn)\n"
+    "  --lark-app-type T        self-built (default) or store: a marketplace app that\n"
+    "                           takes its app_ticket from the app_ticket event and\n"
+    "                           updates cards with each tenant's own token\n"
     "Behaviour:\n"
     "  --db PATH                SQLite store (default cardgate.db)\n"
     "  --workflow FILE          load a workflow (repeatable); replaces the built-ins\n"
@@ -101,7 +105,7 @@ enum {
   O_UPSTREAM, O_UPSTREAM_SECRET, O_UPSTREAM_TIMEOUT
 };
 
-enum { O_LARKBASE = 400 }; /* outbox options (kept apart from the list above) */
+enum { O_LARKBASE = 400, O_LARKAPPTYPE }; /* outbox options (kept apart from the list above) */
 
 static const struct option serve_opts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -114,6 +118,7 @@ static const struct option serve_opts[] = {
     {"app-id", required_argument, 0, O_APPID},
     {"app-secret", required_argument, 0, O_APPSECRET},
     {"lark-base-url", required_argument, 0, O_LARKBASE},
+    {"lark-app-type", required_argument, 0, O_LARKAPPTYPE},
     {"deadline-ms", required_argument, 0, O_DEADLINE},
     {"replay-window", required_argument, 0, O_REPLAY},
     {"max-body", required_argument, 0, O_MAXBODY},
@@ -173,6 +178,11 @@ static int apply(serve_cfg *c, int id, const char *name, const char *v) {
     case O_APPID: c->app_id = v; break;
     case O_APPSECRET: c->app_secret = v; break;
     case O_LARKBASE: c->lark_base_url = v; break;
+    case O_LARKAPPTYPE:
+      if (v && !strcmp(v, "store")) c->lark_store_app = 1;
+      else if (v && (!strcmp(v, "self-built") || !strcmp(v, "self_built"))) c->lark_store_app = 0;
+      else return cg_cli_usage_error("serve", "--%s is self-built or store, got '%s'", name, v ? v : "");
+      break;
     case O_DEADLINE: return parse_num(name, v, 10, 60000, &c->deadline_ms);
     case O_REPLAY: return parse_num(name, v, 0, 86400 * 7, &c->replay_window_s);
     case O_MAXBODY: return parse_num(name, v, 256, 16 * 1024 * 1024, &c->max_body);
@@ -444,6 +454,7 @@ int cg_cli_serve(int argc, char **argv) {
   ao.lark_app_id = c.app_id;
   ao.lark_app_secret = c.app_secret;
   ao.lark_base_url = c.lark_base_url;
+  ao.lark_store_app = c.lark_store_app;
   if (c.deadline_ms) ao.deadline_ms = (uint32_t)c.deadline_ms;
   ao.replay_window_s = (uint32_t)c.replay_window_s;
   ao.store = store;

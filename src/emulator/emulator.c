@@ -23,6 +23,8 @@
 #define CODE_TOKEN_INVALID 99991663
 #define CODE_FIELD_VALIDATION 99992402
 #define CODE_APP_SECRET_INVALID 10014
+#define CODE_APP_TICKET_INVALID 10012 /* store apps: app_access_token */
+#define CODE_APP_TOKEN_INVALID 99991664
 #define CODE_RATE_LIMITED 99991400
 #define CODE_IM_BAD_PARAM 230001
 #define CODE_IM_TOO_LONG 230025
@@ -74,6 +76,9 @@ struct cg__emu {
   json_t *early;        /* array */
   char cur_tenant[64];
   char cur_app[64];
+  int store_app;
+  char cur_ticket[64]; /* store apps: the app_ticket last pushed, or "" */
+  json_t *pushes;      /* store apps: app_ticket events sent (array) */
   fault faults[2]; /* 0 api, 1 token */
   held *held;
   int clicks; /* in flight */
@@ -412,6 +417,209 @@ static int authorized(cg__emu *e, const cg__http_request *r) {
   return json_integer_value(json_object_get(t, "expires_ms")) > cg_now_ms();
 }
 
+/* The tenant key of r's bearer token (a store app's tenant token), or NULL. */
+static const char *token_tenant(cg__emu *e, const cg__http_request *r) {
+  if (!r->authorization || r->authorization_len < 8) return NULL;
+  char tok[128];
+  size_t n = r->authorization_len - 7;
+  if (n >= sizeof(tok)) return NULL;
+  memcpy(tok, r->authorization + 7, n);
+  tok[n] = '\0';
+  return json_string_value(
+      json_object_get(json_object_get(e->access, tok), "tenant_key"));
+}
+
+/* ------------------------------------------------------ store apps */
+
+static void maybe_finish_close(cg__emu *e);
+
+/* An app_ticket push in flight; req (a resend, or the control request) is
+ * answered when the push is done. */
+typedef struct push {
+  cg__emu *e;
+  cg__http_req *req;
+  json_t *record; /* in e->pushes (borrowed) */
+  int control;    /* answer req with the record, not {code:0} */
+} push;
+
+static void on_push_done(int rc, const cg__https_resp *resp, void *ud) {
+  push *p = ud;
+  cg__emu *e = p->e;
+  json_object_set_new(p->record, "answered_ms", json_integer(cg_now_ms()));
+  if (rc) {
+    json_object_set_new(p->record, "error", json_string(cg_err_name(rc)));
+  } else {
+    json_object_set_new(p->record, "status", json_integer(resp->status));
+  }
+  emu_log(e, CG_LOG_INFO, "app_ticket push answered: %s",
+          rc ? cg_err_name(rc) : "HTTP response");
+  if (p->control)
+    reply_json(p->req, rc ? 502 : 200, json_deep_copy(p->record));
+  else
+    reply_json(p->req, 200, json_pack("{s:i,s:s}", "code", 0, "msg", "ok"));
+  free(p);
+  e->clicks--;
+  maybe_finish_close(e);
+}
+
+/* Issues a new app_ticket and POSTs the app_ticket event (schema 1.0,
+ * lark.md §4.2) to the app's event URL, encrypted and signed with the
+ * encrypt key when one is set. Answers req when the push is done; 0, or an
+ * error after which req is not answered. */
+static int push_ticket(cg__emu *e, cg__http_req *req, int control) {
+  if (!e->app_url) return CG_ECONFIG;
+  char url[CG_LIMIT_URL + 64];
+  size_t n = strlen(e->app_url);
+  int slash = n && e->app_url[n - 1] == '/';
+  cg_fmt(url, sizeof(url), "%.*s%s", (int)(n - (size_t)slash), e->app_url,
+         e->event_path);
+  char uuid[64], ts[24];
+  new_id(e, "tk-emu-", e->cur_ticket, sizeof(e->cur_ticket));
+  new_id(e, "ev_ticket_", uuid, sizeof(uuid));
+  cg_fmt(ts, sizeof(ts), "%lld", (long long)(cg_now_ms() / 1000));
+  json_t *body = json_pack(
+      "{s:s,s:s,s:s,s:s,s:{s:s,s:s,s:s}}", "uuid", uuid, "token",
+      e->vtoken ? e->vtoken : "", "ts", ts, "type", "event_callback", "event",
+      "type", "app_ticket", "app_id", e->app_id, "app_ticket", e->cur_ticket);
+  char *plain = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  char *wire = NULL;
+  if (plain && e->ekey) {
+    char *enc = NULL;
+    if (cg_lark_encrypt(e->ekey, plain, strlen(plain), NULL, &enc) == 0) {
+      json_t *w = json_pack("{s:s}", "encrypt", enc);
+      wire = json_dumps(w, JSON_COMPACT);
+      json_decref(w);
+      free(enc);
+    }
+  } else if (plain) {
+    wire = cg_strdup(plain);
+  }
+  free(plain);
+  push *p = wire ? calloc(1, sizeof(*p)) : NULL;
+  if (!p) {
+    free(wire);
+    return CG_ENOMEM;
+  }
+  /* lark.md §0.4: events are signed with SHA-256 and the encrypt key. */
+  char nonce[40], sig[80] = "";
+  new_id(e, "n", nonce, sizeof(nonce));
+  if (e->ekey) cg_lark_sign_event(ts, nonce, e->ekey, wire, strlen(wire), sig);
+  char h_ts[64], h_nonce[80], h_sig[120];
+  cg_fmt(h_ts, sizeof(h_ts), "X-Lark-Request-Timestamp: %s", ts);
+  cg_fmt(h_nonce, sizeof(h_nonce), "X-Lark-Request-Nonce: %s", nonce);
+  cg_fmt(h_sig, sizeof(h_sig), "X-Lark-Signature: %s", sig);
+  const char *headers[] = {"Content-Type: application/json; charset=utf-8",
+                           h_ts, h_nonce, sig[0] ? h_sig : NULL, NULL};
+  p->e = e;
+  p->req = req;
+  p->control = control;
+  p->record = json_pack("{s:s,s:s,s:I,s:b}", "uuid", uuid, "url", url,
+                        "sent_ms", (json_int_t)cg_now_ms(), "encrypted",
+                        e->ekey != NULL);
+  json_array_append(e->pushes, p->record);
+  json_decref(p->record); /* the array holds it */
+  cg__https_req hr = {.method = "POST",
+                      .url = url,
+                      .headers = headers,
+                      .body = wire,
+                      .body_len = strlen(wire),
+                      .timeout_ms = CLICK_TIMEOUT_MS};
+  int rc = cg__https_request(e->https, &hr, on_push_done, p);
+  free(wire);
+  if (rc) {
+    json_object_set_new(p->record, "error", json_string(cg_err_name(rc)));
+    free(p);
+    return rc;
+  }
+  e->clicks++;
+  emu_log(e, CG_LOG_INFO, "pushing an app_ticket event to %s", url);
+  return 0;
+}
+
+static void handle_ticket_resend(cg__emu *e, cg__http_req *req,
+                                 const cg__http_request *r) {
+  const char *route = "POST /open-apis/auth/v3/app_ticket/resend";
+  if (apply_fault(e, 1, req, r, route)) return;
+  json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *id = json_string_value(json_object_get(b, "app_id"));
+  const char *sec = json_string_value(json_object_get(b, "app_secret"));
+  int ok = id && sec && !strcmp(id, e->app_id) && !strcmp(sec, e->app_secret);
+  json_decref(b);
+  if (!ok) {
+    answer(e, req, r, route, 200,
+           err_obj(CODE_APP_SECRET_INVALID, "app secret invalid"));
+    return;
+  }
+  /* Recorded now; answered once the push is done (so the app holds the
+   * ticket by the time it reads the answer). */
+  record_call(e, r, route, 200, 0, "ok");
+  int rc = push_ticket(e, req, 0);
+  if (rc) {
+    emu_log(e, CG_LOG_WARN, "app_ticket push not sent: %s", cg_err_name(rc));
+    reply_json(req, 200, json_pack("{s:i,s:s}", "code", 0, "msg", "ok"));
+  }
+}
+
+/* The app_access_token of a store app: {app_id, app_secret, app_ticket}. */
+static void handle_store_app_token(cg__emu *e, cg__http_req *req,
+                                   const cg__http_request *r) {
+  const char *route = "POST /open-apis/auth/v3/app_access_token";
+  if (apply_fault(e, 1, req, r, route)) return;
+  json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *id = json_string_value(json_object_get(b, "app_id"));
+  const char *sec = json_string_value(json_object_get(b, "app_secret"));
+  const char *ticket = json_string_value(json_object_get(b, "app_ticket"));
+  json_t *o;
+  if (!id || !sec || strcmp(id, e->app_id) || strcmp(sec, e->app_secret)) {
+    o = err_obj(CODE_APP_SECRET_INVALID, "app secret invalid");
+  } else if (!ticket || !e->cur_ticket[0] || strcmp(ticket, e->cur_ticket)) {
+    o = err_obj(CODE_APP_TICKET_INVALID, "app_ticket is invalid");
+  } else {
+    int64_t rem = 0;
+    const char *at = issue_token(e, 1, &rem);
+    o = json_pack("{s:i,s:s,s:s,s:I}", "code", 0, "msg", "ok",
+                  "app_access_token", at, "expire", (json_int_t)rem);
+  }
+  json_decref(b);
+  answer(e, req, r, route, 200, o);
+}
+
+/* A store app's tenant token: {app_access_token, tenant_key}; the token
+ * remembers its tenant (any live tenant token is accepted by the API). */
+static void handle_store_tenant_token(cg__emu *e, cg__http_req *req,
+                                      const cg__http_request *r) {
+  const char *route = "POST /open-apis/auth/v3/tenant_access_token";
+  if (apply_fault(e, 1, req, r, route)) return;
+  json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
+  const char *at = json_string_value(json_object_get(b, "app_access_token"));
+  const char *tk = json_string_value(json_object_get(b, "tenant_key"));
+  json_t *t = at ? json_object_get(e->access, at) : NULL;
+  const char *kind = json_string_value(json_object_get(t, "kind"));
+  int64_t now = cg_now_ms();
+  json_t *o;
+  if (!t || !kind || strcmp(kind, "app") ||
+      json_is_true(json_object_get(t, "revoked")) ||
+      json_integer_value(json_object_get(t, "expires_ms")) <= now) {
+    o = err_obj(CODE_APP_TOKEN_INVALID, "invalid app_access_token");
+  } else if (!tk || !*tk || strlen(tk) > 128) {
+    o = err_obj(CODE_FIELD_VALIDATION, "tenant_key is required");
+  } else {
+    char tok[64];
+    new_id(e, "t-emu-", tok, sizeof(tok));
+    json_object_set_new(
+        e->access, tok,
+        json_pack("{s:s,s:s,s:I,s:I,s:b}", "kind", "tenant", "tenant_key", tk,
+                  "issued_ms", (json_int_t)now, "expires_ms",
+                  (json_int_t)(now + (int64_t)e->token_expire_s * 1000),
+                  "revoked", 0));
+    o = json_pack("{s:i,s:s,s:s,s:i}", "code", 0, "msg", "ok",
+                  "tenant_access_token", tok, "expire", e->token_expire_s);
+  }
+  json_decref(b);
+  answer(e, req, r, route, 200, o);
+}
+
 /* ------------------------------------------------------------ im/v1 */
 
 /* Parses body.content as a card object. NULL + msg when it is not. */
@@ -621,6 +829,8 @@ static void handle_api(cg__emu *e, cg__http_req *req, const cg__http_request *r)
                    "request with token attached."));
     return;
   }
+  const char *tenant_of = token_tenant(e, r);
+  size_t ncalls = json_array_size(e->calls);
   json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
   if (method_is(r, "POST") && !strcmp(path, "/open-apis/im/v1/messages")) {
     handle_send(e, req, r, b, NULL);
@@ -644,19 +854,23 @@ static void handle_api(cg__emu *e, cg__http_req *req, const cg__http_request *r)
     answer(e, req, r, route, 404, err_obj(404, "not found (not emulated)"));
   }
   json_decref(b);
+  /* Which tenant's token the call carried (store apps; GET /emulator/state). */
+  json_t *rec = json_array_get(e->calls, json_array_size(e->calls) - 1);
+  if (tenant_of && rec && json_array_size(e->calls) != ncalls)
+    json_object_set_new(rec, "tenant_key", json_string(tenant_of));
 }
 
 /* ------------------------------------------------------------ clicks */
 
 static json_t *click_body(cg__emu *e, const char *mid, const char *token,
                           json_t *value, const char *op, const char *tag,
-                          int v2) {
+                          int v2, const char *tk) {
   if (!v2)
     /* lark.md §1.1 (key order as the Go sample body). */
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:{s:O,s:s}}", "open_id", op,
                      "user_id", "emu_user", "open_message_id", mid,
                      "open_chat_id", "oc_emulator_chat", "tenant_key",
-                     "emu_tenant", "token", token, "action", "value", value,
+                     tk, "token", token, "action", "value", value,
                      "tag", tag);
   char evid[64], ct[32];
   new_id(e, "ev_emu_", evid, sizeof(evid));
@@ -668,7 +882,7 @@ static json_t *click_body(cg__emu *e, const char *mid, const char *token,
       "schema", "2.0", "header", "event_id", evid, "event_type",
       "card.action.trigger", "create_time", ct, "token",
       e->vtoken ? e->vtoken : "", "app_id", e->app_id, "tenant_key",
-      "emu_tenant", "event", "operator", "tenant_key", "emu_tenant", "user_id",
+      tk, "event", "operator", "tenant_key", tk, "user_id",
       "emu_user", "open_id", op, "token", token, "action", "value", value,
       "tag", tag, "host", "im_message", "context", "open_message_id", mid,
       "open_chat_id", "oc_emulator_chat");
@@ -721,6 +935,7 @@ static void handle_click(cg__emu *e, cg__http_req *req, json_t *b) {
   const char *op = json_string_value(json_object_get(b, "operator"));
   const char *tag = json_string_value(json_object_get(b, "tag"));
   const char *url = json_string_value(json_object_get(b, "url"));
+  const char *tk = json_string_value(json_object_get(b, "tenant_key"));
   json_t *value = json_object_get(b, "value");
   if (!mid) {
     reply_json(req, 400, err_obj(400, "message_id is required"));
@@ -759,7 +974,8 @@ static void handle_click(cg__emu *e, cg__http_req *req, json_t *b) {
   new_id(e, "c-emu-", k->token, sizeof(k->token));
   json_t *val = value ? json_incref(value) : json_object();
   json_t *body = click_body(e, mid, k->token, val, op ? op : "ou_emulator_user",
-                            tag ? tag : "button", v2);
+                            tag ? tag : "button", v2,
+                            tk && *tk ? tk : "emu_tenant");
   json_decref(val);
   char *plain = body ? json_dumps(body, JSON_COMPACT) : NULL;
   json_decref(body);
@@ -832,13 +1048,14 @@ static void handle_click(cg__emu *e, cg__http_req *req, json_t *b) {
 /* ------------------------------------------------------------ control */
 
 static json_t *config_json(cg__emu *e) {
-  return json_pack("{s:s,s:s?,s:s,s:s,s:i,s:i,s:i,s:b,s:b}", "app_id",
+  return json_pack("{s:s,s:s?,s:s,s:s,s:i,s:i,s:i,s:b,s:b,s:b}", "app_id",
                    e->app_id, "app_url", e->app_url, "card_path", e->card_path,
                    "event_path", e->event_path, "token_expire_s",
                    e->token_expire_s, "card_token_ttl_s", e->card_token_ttl_s,
                    "card_token_max_uses", e->card_token_max_uses,
                    "verification_token_set", e->vtoken != NULL,
-                   "encrypt_key_set", e->ekey != NULL);
+                   "encrypt_key_set", e->ekey != NULL, "store_app",
+                   e->store_app);
 }
 
 static json_t *fault_json(const fault *f) {
@@ -854,7 +1071,8 @@ static void clear_state(cg__emu *e) {
   json_array_clear(e->callbacks);
   json_array_clear(e->calls);
   json_array_clear(e->early);
-  e->cur_tenant[0] = e->cur_app[0] = '\0';
+  json_array_clear(e->pushes);
+  e->cur_tenant[0] = e->cur_app[0] = e->cur_ticket[0] = '\0';
   memset(e->faults, 0, sizeof(e->faults));
 }
 
@@ -863,13 +1081,14 @@ static void handle_control(cg__emu *e, cg__http_req *req,
   json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
   if (path_eq(r, "/emulator/state") && method_is(r, "GET")) {
     reply_json(req, 200,
-               json_pack("{s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:{s:o,s:o}}", "config",
-                         config_json(e), "messages", e->messages, "callbacks",
-                         e->callbacks, "calls", e->calls, "early_updates",
-                         e->early, "card_tokens", e->card_tokens,
-                         "access_tokens", e->access, "faults", "api",
-                         fault_json(&e->faults[0]), "token",
-                         fault_json(&e->faults[1])));
+               json_pack("{s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:{s:o,s:o},s:O}",
+                         "config", config_json(e), "messages", e->messages,
+                         "callbacks", e->callbacks, "calls", e->calls,
+                         "early_updates", e->early, "card_tokens",
+                         e->card_tokens, "access_tokens", e->access, "faults",
+                         "api", fault_json(&e->faults[0]), "token",
+                         fault_json(&e->faults[1]), "app_ticket_pushes",
+                         e->pushes));
   } else if (path_eq(r, "/emulator/click") && method_is(r, "POST")) {
     if (!json_is_object(b))
       reply_json(req, 400, err_obj(400, "body must be a JSON object"));
@@ -925,6 +1144,14 @@ static void handle_control(cg__emu *e, cg__http_req *req,
       }
     }
     reply_json(req, 200, config_json(e));
+  } else if (path_eq(r, "/emulator/app_ticket") && method_is(r, "POST")) {
+    int rc = e->store_app ? push_ticket(e, req, 1) : CG_EUNSUPPORTED;
+    if (rc)
+      reply_json(req, 400,
+                 err_obj(400, rc == CG_EUNSUPPORTED
+                                  ? "not a store app emulator (--store-app)"
+                                  : "could not push an app_ticket (is the app "
+                                    "URL set?)"));
   } else if (path_eq(r, "/emulator/reset") && method_is(r, "POST")) {
     clear_state(e);
     e->token_expire_s = e->init.token_expire_s;
@@ -934,7 +1161,7 @@ static void handle_control(cg__emu *e, cg__http_req *req,
   } else {
     reply_json(req, 404,
                err_obj(404, "emulator control: GET /emulator/state, POST "
-                            "/emulator/click|fault|config|reset"));
+                            "/emulator/click|fault|config|reset|app_ticket"));
   }
   json_decref(b);
 }
@@ -949,6 +1176,15 @@ static void on_request(cg__http_req *req, const cg__http_request *r, void *ud) {
     handle_token(e, req, r, 0);
   else if (path_eq(r, app))
     handle_token(e, req, r, 1);
+  else if (e->store_app && method_is(r, "POST") &&
+           path_eq(r, "/open-apis/auth/v3/app_access_token"))
+    handle_store_app_token(e, req, r);
+  else if (e->store_app && method_is(r, "POST") &&
+           path_eq(r, "/open-apis/auth/v3/tenant_access_token"))
+    handle_store_tenant_token(e, req, r);
+  else if (e->store_app && method_is(r, "POST") &&
+           path_eq(r, "/open-apis/auth/v3/app_ticket/resend"))
+    handle_ticket_resend(e, req, r);
   else if (r->path_len >= 11 && !memcmp(r->path, "/open-apis/", 11))
     handle_api(e, req, r);
   else if (path_eq(r, "/healthz"))
@@ -975,6 +1211,7 @@ static void emu_free(cg__emu *e) {
   json_decref(e->callbacks);
   json_decref(e->calls);
   json_decref(e->early);
+  json_decref(e->pushes);
   free(e);
 }
 
@@ -1018,7 +1255,9 @@ cg__emu *cg__emu_new(uv_loop_t *loop, const cg__emu_options *o, int *err) {
   e->callbacks = json_array();
   e->calls = json_array();
   e->early = json_array();
-  if (!e->host || !e->app_id || !e->app_secret || !e->card_path ||
+  e->pushes = json_array();
+  e->store_app = o->store_app;
+  if (!e->pushes || !e->host || !e->app_id || !e->app_secret || !e->card_path ||
       !e->event_path || !e->messages || !e->card_tokens || !e->access ||
       !e->callbacks || !e->calls || !e->early ||
       (o->verification_token && *o->verification_token && !e->vtoken) ||

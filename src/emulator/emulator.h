@@ -33,6 +33,12 @@ typedef struct cg__emu_options {
   int token_expire_s;      /* tenant/app token lifetime, default 7200 */
   int card_token_ttl_s;    /* callback update token lifetime, default 1800 */
   int card_token_max_uses; /* default 2 (lark.md §4.5) */
+  /* Store (marketplace) app mode: POST /open-apis/auth/v3/app_access_token
+   * {app_id, app_secret, app_ticket}, POST /open-apis/auth/v3/
+   * tenant_access_token {app_access_token, tenant_key}, and
+   * app_ticket/resend, which POSTs an app_ticket event to app_url +
+   * event_path (then answers). The self-built endpoints keep working. */
+  int store_app;
   cg_log_fn log;           /* may be NULL */
   void *log_ud;
 } cg__emu_options;

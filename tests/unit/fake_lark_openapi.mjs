@@ -11,6 +11,12 @@
 //   {"cmd":"stats"}                       counters and the last API request
 // The process exits when stdin closes (the test ended or died).
 //
+// Store (marketplace) apps: POST /open-apis/auth/v3/app_access_token
+// {app_id, app_secret, app_ticket} (10012 unless app_ticket equals
+// config.app_ticket), POST /open-apis/auth/v3/tenant_access_token
+// {app_access_token, tenant_key} (tokens "t-fake-<tenant>-N", remembered per
+// tenant), POST /open-apis/auth/v3/app_ticket/resend {app_id, app_secret}.
+//
 // Protocol facts follow ../shared/protocols/lark.md §4 and §9: token answers
 // at top level with `expire` in seconds; a wrong secret is HTTP 200 + code
 // 10014; token-invalid is 99991663 (HTTP 400 here by default, 200 on
@@ -24,11 +30,14 @@ const DEFAULT_CONFIG = {
   expire: 7200,
   token_delay_ms: 0,
   invalid_status: 400,
+  app_ticket: 'tk-good',
 };
 
 let config;
 let tokenSerial;
 let validTokens;
+let validAppTokens;
+let tokenTenant;
 let faults;
 let stats;
 let logSerial = 0;
@@ -37,8 +46,14 @@ function reset() {
   config = { ...DEFAULT_CONFIG };
   tokenSerial = 0;
   validTokens = new Set();
+  validAppTokens = new Set();
+  tokenTenant = new Map();
   faults = { api: [], token: [] };
-  stats = { token_fetches: 0, api_calls: 0, routes: {}, last: null, auths: [] };
+  stats = {
+    token_fetches: 0, api_calls: 0, routes: {}, last: null, auths: [],
+    app_token_fetches: 0, store_tenant_fetches: 0, resends: 0,
+    tenant_keys: [], auth_tenants: [], app_tickets: [],
+  };
 }
 reset();
 
@@ -167,6 +182,52 @@ function handleToken(req, res, body) {
   else normal();
 }
 
+function handleStoreAuth(req, res, url, body) {
+  const b = parseJson(body) || {};
+  const p = url.pathname;
+  const later = (fn) => (config.token_delay_ms ? setTimeout(fn, config.token_delay_ms) : fn());
+  if (p === '/open-apis/auth/v3/app_ticket/resend') {
+    stats.resends++;
+    if (b.app_id !== config.app_id || b.app_secret !== config.app_secret) {
+      send(res, 200, { code: 10014, msg: 'app secret invalid' });
+      return;
+    }
+    send(res, 200, { code: 0, msg: 'ok' });
+    return;
+  }
+  if (p === '/open-apis/auth/v3/app_access_token') {
+    stats.app_token_fetches++;
+    stats.app_tickets.push(b.app_ticket ?? null);
+    later(() => {
+      if (b.app_id !== config.app_id || b.app_secret !== config.app_secret) {
+        send(res, 200, { code: 10014, msg: 'app secret invalid' });
+      } else if (b.app_ticket !== config.app_ticket) {
+        send(res, 200, { code: 10012, msg: 'app_ticket is invalid' });
+      } else {
+        const token = `a-fake-${++tokenSerial}`;
+        validAppTokens.add(token);
+        send(res, 200, { code: 0, msg: 'ok', app_access_token: token, expire: config.expire });
+      }
+    });
+    return;
+  }
+  // tenant_access_token for a store app
+  stats.store_tenant_fetches++;
+  stats.tenant_keys.push(b.tenant_key ?? null);
+  later(() => {
+    if (!validAppTokens.has(b.app_access_token)) {
+      send(res, 200, { code: 99991664, msg: 'invalid app_access_token' });
+    } else if (typeof b.tenant_key !== 'string' || !b.tenant_key) {
+      send(res, 200, { code: 10002, msg: 'tenant_key is required' });
+    } else {
+      const token = `t-fake-${b.tenant_key}-${++tokenSerial}`;
+      validTokens.add(token);
+      tokenTenant.set(token, b.tenant_key);
+      send(res, 200, { code: 0, msg: 'ok', tenant_access_token: token, expire: config.expire });
+    }
+  });
+}
+
 function handleApi(req, res, url, body) {
   stats.api_calls++;
   const auth = req.headers.authorization || '';
@@ -174,6 +235,7 @@ function handleApi(req, res, url, body) {
   const route = `${req.method} ${url.pathname}`;
   stats.routes[route] = (stats.routes[route] || 0) + 1;
   stats.auths.push(token);
+  stats.auth_tenants.push(tokenTenant.get(token) ?? null);
   stats.last = {
     method: req.method,
     path: url.pathname,
@@ -278,6 +340,11 @@ const server = http.createServer(async (req, res) => {
   if (handleTestPaths(req, res, url, body)) return;
   if (req.method === 'POST' && url.pathname === '/open-apis/auth/v3/tenant_access_token/internal') {
     handleToken(req, res, body);
+    return;
+  }
+  if (req.method === 'POST' && ['/open-apis/auth/v3/app_access_token',
+    '/open-apis/auth/v3/tenant_access_token', '/open-apis/auth/v3/app_ticket/resend'].includes(url.pathname)) {
+    handleStoreAuth(req, res, url, body);
     return;
   }
   if (url.pathname.startsWith('/open-apis/')) {

@@ -291,7 +291,7 @@ static void on_res(const cg__lark_result *r, void *ud) {
 static int send_card(fixture *fx, res *x) {
   fx->in_call = 1;
   int rc =
-      cg__lark_send_card(fx->api, "chat_id", "oc_1", CARD, "uuid-1", on_res, x);
+      cg__lark_send_card(fx->api, NULL, "chat_id", "oc_1", CARD, "uuid-1", on_res, x);
   fx->in_call = 0;
   return rc;
 }
@@ -514,7 +514,7 @@ static void test_reply_patch_delay_update(void **state) {
   res x = {0};
   fx->in_call = 1;
   assert_int_equal(
-      cg__lark_reply_card(fx->api, "om_parent/1", CARD, 1, "u-2", on_res, &x),
+      cg__lark_reply_card(fx->api, NULL, "om_parent/1", CARD, 1, "u-2", on_res, &x),
       0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
@@ -533,7 +533,7 @@ static void test_reply_patch_delay_update(void **state) {
 
   memset(&x, 0, sizeof(x));
   fx->in_call = 1;
-  assert_int_equal(cg__lark_patch_card(fx->api, "om_1", CARD, on_res, &x), 0);
+  assert_int_equal(cg__lark_patch_card(fx->api, NULL, "om_1", CARD, on_res, &x), 0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
   assert_int_equal(x.r.cls, CG__LARK_OK);
@@ -551,7 +551,7 @@ static void test_reply_patch_delay_update(void **state) {
   memset(&x, 0, sizeof(x));
   fx->in_call = 1;
   assert_int_equal(
-      cg__lark_delay_update(fx->api, "c-callback-token", CARD, on_res, &x), 0);
+      cg__lark_delay_update(fx->api, NULL, "c-callback-token", CARD, on_res, &x), 0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
   assert_int_equal(x.r.cls, CG__LARK_OK);
@@ -571,7 +571,7 @@ static void test_reply_patch_delay_update(void **state) {
   /* The generic call. */
   memset(&x, 0, sizeof(x));
   fx->in_call = 1;
-  assert_int_equal(cg__lark_call(fx->api, "GET", "/open-apis/nothing/here",
+  assert_int_equal(cg__lark_call(fx->api, NULL, "GET", "/open-apis/nothing/here",
                                  NULL, on_res, &x),
                    0);
   fx->in_call = 0;
@@ -585,33 +585,33 @@ static void test_sync_errors(void **state) {
   fixture *fx = *state;
   res x = {0};
   cg__lark_api *a = fx->api;
-  assert_int_equal(cg__lark_send_card(a, "phone", "x", CARD, NULL, on_res, &x),
+  assert_int_equal(cg__lark_send_card(a, NULL, "phone", "x", CARD, NULL, on_res, &x),
                    CG_EINVAL);
-  assert_int_equal(cg__lark_send_card(a, "open_id", "", CARD, NULL, on_res, &x),
+  assert_int_equal(cg__lark_send_card(a, NULL, "open_id", "", CARD, NULL, on_res, &x),
                    CG_EINVAL);
   assert_int_equal(
-      cg__lark_send_card(a, "open_id", "ou_1", "{not json", NULL, on_res, &x),
+      cg__lark_send_card(a, NULL, "open_id", "ou_1", "{not json", NULL, on_res, &x),
       CG_EMALFORMED);
   assert_int_equal(
-      cg__lark_send_card(a, "open_id", "ou_1", "[1]", NULL, on_res, &x),
+      cg__lark_send_card(a, NULL, "open_id", "ou_1", "[1]", NULL, on_res, &x),
       CG_EMALFORMED);
   assert_int_equal(
-      cg__lark_send_card(a, "open_id", "ou_1", CARD, NULL, NULL, &x),
+      cg__lark_send_card(a, NULL, "open_id", "ou_1", CARD, NULL, NULL, &x),
       CG_EINVAL);
   assert_int_equal(
-      cg__lark_send_card(NULL, "open_id", "ou_1", CARD, NULL, on_res, &x),
+      cg__lark_send_card(NULL, NULL, "open_id", "ou_1", CARD, NULL, on_res, &x),
       CG_EINVAL);
-  assert_int_equal(cg__lark_patch_card(a, NULL, CARD, on_res, &x), CG_EINVAL);
-  assert_int_equal(cg__lark_reply_card(a, "om_1", NULL, 0, NULL, on_res, &x),
+  assert_int_equal(cg__lark_patch_card(a, NULL, NULL, CARD, on_res, &x), CG_EINVAL);
+  assert_int_equal(cg__lark_reply_card(a, NULL, "om_1", NULL, 0, NULL, on_res, &x),
                    CG_EINVAL);
-  assert_int_equal(cg__lark_delay_update(a, "", CARD, on_res, &x), CG_EINVAL);
-  assert_int_equal(cg__lark_delay_update(a, "c-1", "\"str\"", on_res, &x),
+  assert_int_equal(cg__lark_delay_update(a, NULL, "", CARD, on_res, &x), CG_EINVAL);
+  assert_int_equal(cg__lark_delay_update(a, NULL, "c-1", "\"str\"", on_res, &x),
                    CG_EMALFORMED);
-  assert_int_equal(cg__lark_call(a, "TRACE", "/open-apis/x", NULL, on_res, &x),
+  assert_int_equal(cg__lark_call(a, NULL, "TRACE", "/open-apis/x", NULL, on_res, &x),
                    CG_EINVAL);
-  assert_int_equal(cg__lark_call(a, "GET", "/other", NULL, on_res, &x),
+  assert_int_equal(cg__lark_call(a, NULL, "GET", "/other", NULL, on_res, &x),
                    CG_EINVAL);
-  assert_int_equal(cg__lark_call(a, "GET", "/open-apis/x y", NULL, on_res, &x),
+  assert_int_equal(cg__lark_call(a, NULL, "GET", "/open-apis/x y", NULL, on_res, &x),
                    CG_EINVAL);
   char *big = malloc(2u * 1024u * 1024u);
   assert_non_null(big);
@@ -619,7 +619,7 @@ static void test_sync_errors(void **state) {
   big[0] = '{';
   big[2u * 1024u * 1024u - 3] = '}';
   big[2u * 1024u * 1024u - 2] = '\0';
-  assert_int_equal(cg__lark_patch_card(a, "om_1", big, on_res, &x), CG_ETOOBIG);
+  assert_int_equal(cg__lark_patch_card(a, NULL, "om_1", big, on_res, &x), CG_ETOOBIG);
   free(big);
   run_for(fx, 50);
   assert_int_equal(x.calls, 0);
@@ -987,7 +987,7 @@ static void test_close_with_work_in_flight(void **state) {
   /* Token fetch hangs: four calls wait on it. */
   fake_do("{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"hang\"}");
   for (int i = 0; i < 4; i++)
-    assert_int_equal(cg__lark_send_card(fx->api, "open_id", "ou_1", CARD, NULL,
+    assert_int_equal(cg__lark_send_card(fx->api, NULL, "open_id", "ou_1", CARD, NULL,
                                         on_cancel_res, &cc.xs[i]),
                      0);
   run_for(fx, 150);
@@ -1011,7 +1011,7 @@ static void test_close_with_work_in_flight(void **state) {
   fake_do("{\"cmd\":\"fault\",\"mode\":\"hang\",\"count\":4}");
   for (int i = 4; i < 8; i++)
     assert_int_equal(
-        cg__lark_patch_card(fx->api, "om_1", CARD, on_cancel_res, &cc.xs[i]),
+        cg__lark_patch_card(fx->api, NULL, "om_1", CARD, on_cancel_res, &cc.xs[i]),
         0);
   run_for(fx, 150);
   for (int i = 4; i < 8; i++) assert_int_equal(cc.xs[i].calls, 0);
@@ -1036,7 +1036,7 @@ static void on_first_closes(const cg__lark_result *r, void *ud) {
   cg__lark_api_close(c->fx->api, on_closed, c->fx);
   /* Closing: new work is refused, synchronously. */
   res dummy = {0};
-  c->call_after_close = cg__lark_send_card(c->fx->api, "open_id", "ou_1", CARD,
+  c->call_after_close = cg__lark_send_card(c->fx->api, NULL, "open_id", "ou_1", CARD,
                                            NULL, on_res, &dummy);
 }
 
@@ -1048,11 +1048,11 @@ static void test_close_inside_callback(void **state) {
   res warm;
   send_and_wait(fx, &warm);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"hang\"}");
-  assert_int_equal(cg__lark_send_card(fx->api, "open_id", "ou_1", CARD, NULL,
+  assert_int_equal(cg__lark_send_card(fx->api, NULL, "open_id", "ou_1", CARD, NULL,
                                       on_res, &c.other),
                    0);
   run_for(fx, 100);
-  assert_int_equal(cg__lark_send_card(fx->api, "open_id", "ou_1", CARD, NULL,
+  assert_int_equal(cg__lark_send_card(fx->api, NULL, "open_id", "ou_1", CARD, NULL,
                                       on_first_closes, &c),
                    0);
   run_until(fx, &fx->closed, 1, 5000);
@@ -1086,11 +1086,11 @@ static void test_close_inside_token_waiter(void **state) {
   fake_do(
       "{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"code\","
       "\"status\":200,\"code\":10014,\"msg\":\"app secret invalid\"}");
-  assert_int_equal(cg__lark_send_card(fx->api, "open_id", "ou_1", CARD, NULL,
+  assert_int_equal(cg__lark_send_card(fx->api, NULL, "open_id", "ou_1", CARD, NULL,
                                       on_waiter_closes, &w),
                    0);
   for (int i = 0; i < 3; i++)
-    assert_int_equal(cg__lark_send_card(fx->api, "open_id", "ou_1", CARD, NULL,
+    assert_int_equal(cg__lark_send_card(fx->api, NULL, "open_id", "ou_1", CARD, NULL,
                                         on_res, &w.others[i]),
                      0);
   run_until(fx, &fx->closed, 1, 5000);
@@ -1104,6 +1104,228 @@ static void test_close_inside_token_waiter(void **state) {
   }
   assert_int_equal(fake_stat("token_fetches"), 1);
   assert_int_equal(fake_stat("api_calls"), 0);
+}
+
+/* ------------------------------------------- store (marketplace) apps */
+
+/* Replaces the fixture's self-built client with a store app's. */
+static void use_store_app(fixture *fx) {
+  close_api(fx);
+  fx->closed = 0;
+  char base[64];
+  snprintf(base, sizeof(base), "http://127.0.0.1:%d", g_fake.port);
+  cg__lark_api_options o;
+  cg__lark_api_options_init(&o);
+  o.base_url = base;
+  o.app_id = "cli_test";
+  o.app_secret = "secret_test";
+  o.app_type = CG__LARK_APP_STORE;
+  o.timeout_ms = 5000;
+  o.log = on_log;
+  o.log_ud = fx;
+  o.log_level = CG_LOG_DEBUG;
+  o.clock = test_clock;
+  o.clock_ud = fx;
+  int err = 1;
+  fx->api = cg__lark_api_new(&fx->loop, &o, &err);
+  assert_non_null(fx->api);
+  assert_int_equal(err, 0);
+  assert_int_equal(cg__lark_api_app_type(fx->api), CG__LARK_APP_STORE);
+}
+
+static json_t *fake_stats(void) { return fake_cmd("{\"cmd\":\"stats\"}"); }
+
+/* No ticket: the call asks Lark to resend one and ends retryable, never
+ * reaching the API; a store app's call needs a tenant key. */
+static void test_store_no_ticket_resend(void **state) {
+  fixture *fx = *state;
+  use_store_app(fx);
+  res x;
+  memset(&x, 0, sizeof(x));
+  assert_int_equal(cg__lark_send_card(fx->api, NULL, "chat_id", "oc_1", CARD,
+                                      NULL, on_res, &x),
+                   CG_EINVAL);
+  assert_int_equal(cg__lark_api_set_app_ticket(fx->api, ""), CG_EINVAL);
+  assert_false(cg__lark_api_has_app_ticket(fx->api));
+  res xs[5];
+  memset(xs, 0, sizeof(xs));
+  int done = 0;
+  fx->in_call = 1;
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(cg__lark_patch_card(fx->api, i % 2 ? "tnt_a" : "tnt_b",
+                                         "om_1", CARD, on_res, &xs[i]),
+                     0);
+  fx->in_call = 0;
+  uint64_t end = mono_ms() + 5000;
+  while (done < 5) {
+    uv_run(&fx->loop, UV_RUN_ONCE);
+    done = 0;
+    for (int i = 0; i < 5; i++) done += xs[i].calls;
+    if (mono_ms() > end) fail_msg("calls not finished");
+  }
+  for (int i = 0; i < 5; i++) {
+    assert_int_equal(xs[i].calls, 1);
+    assert_int_equal(xs[i].r.cls, CG__LARK_RETRYABLE);
+    assert_int_equal(xs[i].r.token_error, 1);
+    assert_non_null(strstr(xs[i].r.msg, "app_ticket"));
+  }
+  json_t *s = fake_stats();
+  assert_int_equal(json_integer_value(json_object_get(s, "resends")), 1);
+  assert_int_equal(json_integer_value(json_object_get(s, "app_token_fetches")), 0);
+  assert_int_equal(json_integer_value(json_object_get(s, "api_calls")), 0);
+  json_decref(s);
+  cg__lark_api_stats st;
+  cg__lark_api_get_stats(fx->api, &st);
+  assert_int_equal(st.ticket_resends, 1);
+  assert_non_null(strstr(fx->log, "resend"));
+}
+
+/* With a ticket: one app token, then one tenant token per tenant key (single
+ * flight per key), each call carrying its own tenant's token; cached until
+ * expire − 180 s. */
+static void test_store_tokens_per_tenant(void **state) {
+  fixture *fx = *state;
+  use_store_app(fx);
+  assert_int_equal(cg__lark_api_set_app_ticket(fx->api, "tk-good"), 0);
+  assert_true(cg__lark_api_has_app_ticket(fx->api));
+  fake_do("{\"cmd\":\"config\",\"token_delay_ms\":50}");
+  enum { N = 20 };
+  res xs[N];
+  memset(xs, 0, sizeof(xs));
+  fx->in_call = 1;
+  for (int i = 0; i < N; i++)
+    assert_int_equal(cg__lark_send_card(fx->api, i % 2 ? "tnt_a" : "tnt_b",
+                                        "chat_id", "oc_1", CARD, NULL, on_res,
+                                        &xs[i]),
+                     0);
+  fx->in_call = 0;
+  uint64_t end = mono_ms() + 5000;
+  for (int i = 0; i < N; i++)
+    while (!xs[i].calls) {
+      uv_run(&fx->loop, UV_RUN_ONCE);
+      if (mono_ms() > end) fail_msg("call %d not finished", i);
+    }
+  for (int i = 0; i < N; i++) assert_int_equal(xs[i].r.cls, CG__LARK_OK);
+  json_t *s = fake_stats();
+  assert_int_equal(json_integer_value(json_object_get(s, "app_token_fetches")), 1);
+  assert_int_equal(json_integer_value(json_object_get(s, "store_tenant_fetches")), 2);
+  assert_int_equal(json_integer_value(json_object_get(s, "resends")), 0);
+  assert_string_equal(
+      json_string_value(json_array_get(json_object_get(s, "app_tickets"), 0)),
+      "tk-good");
+  /* Every call went out with a token of a tenant it named (the order on the
+   * wire is the fake's; count per tenant). */
+  json_t *at = json_object_get(s, "auth_tenants");
+  assert_int_equal(json_array_size(at), N);
+  int na = 0, nb = 0;
+  for (size_t i = 0; i < json_array_size(at); i++) {
+    const char *t = json_string_value(json_array_get(at, i));
+    assert_non_null(t);
+    na += !strcmp(t, "tnt_a");
+    nb += !strcmp(t, "tnt_b");
+  }
+  assert_int_equal(na, N / 2);
+  assert_int_equal(nb, N / 2);
+  json_decref(s);
+
+  /* Cached: more calls fetch nothing. */
+  res y;
+  memset(&y, 0, sizeof(y));
+  assert_int_equal(cg__lark_patch_card(fx->api, "tnt_a", "om_1", CARD, on_res, &y), 0);
+  run_until(fx, &y.calls, 1, 5000);
+  assert_int_equal(y.r.cls, CG__LARK_OK);
+  s = fake_stats();
+  assert_int_equal(json_integer_value(json_object_get(s, "store_tenant_fetches")), 2);
+  json_t *last_t = json_array_get(json_object_get(s, "auth_tenants"), N);
+  assert_string_equal(json_string_value(last_t), "tnt_a");
+  json_decref(s);
+
+  /* Past expire − 180 s: tenant a fetches again (and the app token too). */
+  fx->clock_ms += (7200 - 180) * 1000ull + 1;
+  memset(&y, 0, sizeof(y));
+  assert_int_equal(cg__lark_patch_card(fx->api, "tnt_a", "om_1", CARD, on_res, &y), 0);
+  run_until(fx, &y.calls, 1, 5000);
+  assert_int_equal(y.r.cls, CG__LARK_OK);
+  s = fake_stats();
+  assert_int_equal(json_integer_value(json_object_get(s, "store_tenant_fetches")), 3);
+  assert_int_equal(json_integer_value(json_object_get(s, "app_token_fetches")), 2);
+  json_decref(s);
+  cg__lark_api_stats st;
+  cg__lark_api_get_stats(fx->api, &st);
+  assert_int_equal(st.tenants, 2);
+  assert_int_equal(st.app_token_fetches, 2);
+  assert_int_equal(st.token_fetches, 3);
+  assert_null(strstr(fx->log, "tk-good"));
+  assert_null(strstr(fx->log, "a-fake-"));
+}
+
+/* A ticket Lark refuses (10012): resend, the call ends retryable and the
+ * ticket is dropped; the next ticket works. */
+static void test_store_ticket_invalid_resends(void **state) {
+  fixture *fx = *state;
+  use_store_app(fx);
+  assert_int_equal(cg__lark_api_set_app_ticket(fx->api, "tk-stale"), 0);
+  res x;
+  memset(&x, 0, sizeof(x));
+  assert_int_equal(cg__lark_delay_update(fx->api, "tnt_a", "c-callback-1", CARD,
+                                         on_res, &x),
+                   0);
+  run_until(fx, &x.calls, 1, 5000);
+  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.token_error, 1);
+  assert_int_equal(x.r.code, CG__LARK_CODE_APP_TICKET_INVALID);
+  assert_false(cg__lark_api_has_app_ticket(fx->api));
+  /* The resend goes out (not waited for by the call). */
+  uint64_t end = mono_ms() + 5000;
+  while (fake_stat("resends") < 1) {
+    run_for(fx, 20);
+    if (mono_ms() > end) fail_msg("no resend");
+  }
+  /* Lark pushes a fresh ticket (the app hands it over). */
+  assert_int_equal(cg__lark_api_set_app_ticket(fx->api, "tk-good"), 0);
+  memset(&x, 0, sizeof(x));
+  assert_int_equal(cg__lark_delay_update(fx->api, "tnt_a", "c-callback-1", CARD,
+                                         on_res, &x),
+                   0);
+  run_until(fx, &x.calls, 1, 5000);
+  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(fake_stat("app_token_fetches"), 2);
+  assert_null(strstr(fx->log, "tk-stale"));
+}
+
+/* A ticket arriving while calls wait on the resend serves them. */
+static void test_store_ticket_arrives_while_waiting(void **state) {
+  fixture *fx = *state;
+  use_store_app(fx);
+  res x;
+  memset(&x, 0, sizeof(x));
+  assert_int_equal(cg__lark_patch_card(fx->api, "tnt_a", "om_1", CARD, on_res, &x), 0);
+  /* Before the resend answers: the push arrives. */
+  assert_int_equal(cg__lark_api_set_app_ticket(fx->api, "tk-good"), 0);
+  run_until(fx, &x.calls, 1, 5000);
+  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(fake_stat("app_token_fetches"), 1);
+}
+
+/* Closing with calls waiting on the app token and on tenant tokens: all
+ * cancelled, nothing leaks. */
+static void test_store_close_while_waiting(void **state) {
+  fixture *fx = *state;
+  use_store_app(fx);
+  fake_do("{\"cmd\":\"config\",\"token_delay_ms\":300}");
+  assert_int_equal(cg__lark_api_set_app_ticket(fx->api, "tk-good"), 0);
+  res xs[4];
+  memset(xs, 0, sizeof(xs));
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(cg__lark_patch_card(fx->api, i < 2 ? "tnt_a" : "tnt_b",
+                                         "om_1", CARD, on_res, &xs[i]),
+                     0);
+  run_for(fx, 20);
+  close_api(fx);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(xs[i].calls, 1);
+    assert_int_equal(xs[i].r.cls, CG__LARK_CANCELLED);
+  }
 }
 
 int main(void) {
@@ -1135,6 +1357,11 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_close_inside_token_waiter, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_store_no_ticket_resend, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_tokens_per_tenant, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_ticket_invalid_resends, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_ticket_arrives_while_waiting, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_close_while_waiting, setup, teardown),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

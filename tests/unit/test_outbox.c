@@ -437,7 +437,7 @@ static void test_followups_budget(void **state) {
 
 static int64_t enqueue(fixture *fx, const char *token, const char *card) {
   int64_t before = newest_id(fx);
-  assert_int_equal(cg__outbox_enqueue(fx->ob, "lark", "om_1", token, cg_now_ms() + CG__OUTBOX_TOKEN_TTL_MS, card), 0);
+  assert_int_equal(cg__outbox_enqueue(fx->ob, "lark", NULL, "om_1", token, cg_now_ms() + CG__OUTBOX_TOKEN_TTL_MS, card), 0);
   uint64_t end = mono_ms() + 3000;
   while (newest_id(fx) == before) {
     uv_run(&fx->loop, UV_RUN_ONCE);
@@ -558,8 +558,8 @@ static void test_merge_before_delivery(void **state) {
   start_engine(fx, 8, 60000);
   fake_do("{\"cmd\":\"fault\",\"on\":\"api\",\"mode\":\"slow\",\"ms\":300,\"count\":1}");
   int64_t id = enqueue(fx, "c-m", CARD_A); /* in flight, slow */
-  assert_int_equal(cg__outbox_enqueue(fx->ob, "lark", "om_1", "c-m", cg_now_ms() + 1800000, CARD_B), 0);
-  assert_int_equal(cg__outbox_enqueue(fx->ob, "lark", "om_1", "c-m", cg_now_ms() + 1800000, CARD_C), 0);
+  assert_int_equal(cg__outbox_enqueue(fx->ob, "lark", NULL, "om_1", "c-m", cg_now_ms() + 1800000, CARD_B), 0);
+  assert_int_equal(cg__outbox_enqueue(fx->ob, "lark", NULL, "om_1", "c-m", cg_now_ms() + 1800000, CARD_C), 0);
   wait_state(fx, id, "delivered", 5000);
   assert_int_equal(newest_id(fx), id); /* one entry */
   cg_outbox_entry e;

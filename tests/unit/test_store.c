@@ -81,11 +81,11 @@ static cg_card_record card(const char *id, const char *state) {
 static void test_open_memory(void **state) {
   (void)state;
   cg_store *s = open_ok(":memory:");
-  assert_int_equal(cg_store_schema_version(s), 2);
+  assert_int_equal(cg_store_schema_version(s), 3);
   assert_string_equal(cg_store_last_error(s), "");
   cg_store_close(s);
   s = open_ok("sqlite::memory:");
-  assert_int_equal(cg_store_schema_version(s), 2);
+  assert_int_equal(cg_store_schema_version(s), 3);
   cg_store_close(s);
   cg_store_close(NULL);
 }
@@ -98,12 +98,12 @@ static void test_migrations_idempotent(void **state) {
   cg_fmt(url, sizeof url, "sqlite:%s", t.db);
   for (int i = 0; i < 3; i++) {
     cg_store *s = open_ok(i == 1 ? t.db : url);
-    assert_int_equal(cg_store_schema_version(s), 2);
+    assert_int_equal(cg_store_schema_version(s), 3);
     cg_store_close(s);
   }
-  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM schema_migrations"), 2);
+  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM schema_migrations"), 3);
   assert_int_equal(raw_int(t.db, "SELECT max(version) FROM schema_migrations"),
-                   2);
+                   3);
   assert_true(raw_int(t.db, "SELECT min(applied_at) FROM schema_migrations") >
               1700000000000LL);
   assert_int_equal(raw_int(t.db,
@@ -133,7 +133,7 @@ static void test_migrations_idempotent(void **state) {
   assert_int_equal(err, CG_ESTORE);
   assert_string_equal(eb,
                       "sqlite: database schema version 99 is newer than "
-                      "this build knows (2)");
+                      "this build knows (3)");
   tmp_remove(&t);
 }
 
@@ -948,6 +948,39 @@ static void test_outbox_survives_reopen(void **state) {
   tmp_remove(&t);
 }
 
+/* Schema 3: an entry's tenant key (kept by a merge that names none) and
+ * the key-value records (a store app's app_ticket), across a reopen. */
+static void test_tenant_key_and_kv(void **state) {
+  (void)state;
+  tmpdir t;
+  tmp_make(&t);
+  cg_store *s = open_ok(t.db);
+  cg_outbox_entry e = ob("om_tk", "c-tk", "{\"v\":1}");
+  e.tenant_key = (char *)"tnt_a";
+  int64_t id = 0;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1000, &id), 0);
+  cg_outbox_entry e2 = ob("om_tk", NULL, "{\"v\":2}");
+  assert_int_equal(cg_store_outbox_enqueue(s, &e2, 1001, NULL), 0);
+  char *v = (char *)1;
+  assert_int_equal(cg_store_kv_get(s, "lark.app_ticket.cli_x", &v), CG_ENOTFOUND);
+  assert_null(v);
+  assert_int_equal(cg_store_kv_put(s, "lark.app_ticket.cli_x", "tk-1", 5), 0);
+  assert_int_equal(cg_store_kv_put(s, "lark.app_ticket.cli_x", "tk-2", 6), 0);
+  assert_int_equal(cg_store_kv_put(s, "", "x", 6), CG_EINVAL);
+  cg_store_close(s);
+  s = open_ok(t.db);
+  assert_int_equal(cg_store_kv_get(s, "lark.app_ticket.cli_x", &v), 0);
+  assert_string_equal(v, "tk-2");
+  free(v);
+  cg_outbox_entry got;
+  assert_int_equal(cg_store_outbox_get(s, id, &got), 0);
+  assert_string_equal(got.tenant_key, "tnt_a");
+  assert_string_equal(got.card_json, "{\"v\":2}");
+  cg_outbox_entry_clear(&got);
+  cg_store_close(s);
+  tmp_remove(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_open_memory),
@@ -969,6 +1002,7 @@ int main(void) {
       cmocka_unit_test(test_outbox_enqueue_merge_claim),
       cmocka_unit_test(test_outbox_settle),
       cmocka_unit_test(test_outbox_survives_reopen),
+      cmocka_unit_test(test_tenant_key_and_kv),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -985,6 +985,26 @@ int cg__lark_decode(const cg__lark_secrets *s, cg_lark_endpoint ep,
           (rc = opt_obj(root, "$", "event", &ev, err)) ||
           (rc = opt_str(ev, "$.event", "type", &type, err)))
         goto out;
+      if (type && strcmp(type, "app_ticket") == 0) {
+        /* {"type":"app_ticket","app_id":"cli_…","app_ticket":"…"} */
+        const char *aid = NULL, *ticket = NULL;
+        if ((rc = opt_str(ev, "$.event", "app_id", &aid, err)) ||
+            (rc = opt_str(ev, "$.event", "app_ticket", &ticket, err)))
+          goto out;
+        if (!ticket || !*ticket || strlen(ticket) > CG_LIMIT_ID ||
+            (aid && strlen(aid) > CG_LIMIT_ID)) {
+          rc = fail(err, 400, CG_EMALFORMED,
+                    "$.event.app_ticket must be a non-empty string of at "
+                    "most %u bytes in an app_ticket event",
+                    (unsigned)CG_LIMIT_ID);
+          goto out;
+        }
+        if ((aid && !(out->app_id = cg_strdup(aid))) ||
+            !(out->app_ticket = cg_strdup(ticket))) {
+          rc = fail_nomem(err);
+          goto out;
+        }
+      }
     }
     out->type = CG__LARK_MSG_EVENT;
     if ((type && !(out->event_type = cg_strdup(type))) ||
@@ -1040,6 +1060,9 @@ void cg__lark_msg_clear(cg__lark_msg *m) {
   free(m->challenge);
   free(m->event_type);
   free(m->event_id);
+  free(m->app_id);
+  if (m->app_ticket) memset(m->app_ticket, 0, strlen(m->app_ticket));
+  free(m->app_ticket);
   cg__action_free(m->action);
   memset(m, 0, sizeof *m);
 }

@@ -77,6 +77,11 @@ typedef struct cg__lark_msg {
   char *event_type;       /* EVENT: owned, may be NULL (unknown) */
   char *event_id;         /* EVENT: owned, may be NULL */
   cg__action_rec *action; /* ACTION: owned (cg__lark_msg_clear frees it) */
+  /* EVENT of type "app_ticket" (schema 1.0, store apps; lark.md §4.2):
+   * event.app_id and event.app_ticket, owned, else NULL. The ticket is a
+   * secret: never log it. */
+  char *app_id;
+  char *app_ticket;
 } cg__lark_msg;
 
 typedef struct cg__lark_error {

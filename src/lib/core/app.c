@@ -87,6 +87,7 @@ struct cg_followup {
   cg_app *app;              /* NULL once the app is freed */
   struct cg_responder *r;   /* until the responder is freed (then answered) */
   char *platform;
+  char *tenant_key;         /* the action's tenant, or NULL */
   char *message_id;
   char *token;              /* callback token, or NULL */
   int64_t token_expires_at_ms;
@@ -121,6 +122,101 @@ void cg_app_options_init(cg_app_options *o) {
   o->dedupe_ttl_s = 86400;
   o->outbox_max_attempts = 8;
   o->log_level = CG_LOG_INFO;
+}
+
+/* ---------------------------------------------- store apps: the app_ticket */
+
+/* The store keeps the latest app_ticket, so a restart need not wait for
+ * Lark's next push (hourly) or a resend. Key: "lark.app_ticket.<app id>". */
+typedef struct ticket_job {
+  cg__job job;
+  cg_app *app; /* load only; alive until done (the worker drains in cg_app_free) */
+  char key[CG_LIMIT_ID + 32];
+  char *value; /* wiped */
+  int rc;
+  char err[256];
+} ticket_job;
+
+static void ticket_job_free(ticket_job *j) {
+  if (j->value) memset(j->value, 0, strlen(j->value));
+  free(j->value);
+  free(j);
+}
+
+static void ticket_load_run(cg__job *job, cg_store *s) {
+  ticket_job *j = CG_CONTAINER_OF(job, ticket_job, job);
+  j->rc = cg_store_kv_get(s, j->key, &j->value);
+  if (j->rc && j->rc != CG_ENOTFOUND) cg_strlcpy(j->err, cg_store_last_error(s), sizeof(j->err));
+}
+
+static void ticket_load_done(cg__job *job) {
+  ticket_job *j = CG_CONTAINER_OF(job, ticket_job, job);
+  cg_app *app = j->app;
+  if (app->lark) { /* NULL once cg_app_free has begun */
+    if (j->rc == 0 && j->value && !cg__lark_api_has_app_ticket(app->lark)) {
+      int rc = cg__lark_api_set_app_ticket(app->lark, j->value);
+      cg__log(app, rc ? CG_LOG_WARN : CG_LOG_INFO, "lark", "store app %s: app_ticket from the store %s", app->app_id,
+              rc ? cg_strerror(rc) : "loaded");
+    } else if (j->rc == CG_ENOTFOUND) {
+      cg__log(app, CG_LOG_INFO, "lark",
+              "store app %s: no app_ticket stored yet; the first Open API call asks Lark to resend one", app->app_id);
+    } else if (j->rc) {
+      cg__log(app, CG_LOG_WARN, "store", "could not read the stored app_ticket: %s", j->err);
+    }
+  }
+  ticket_job_free(j);
+}
+
+static void app_ticket_load(cg_app *app) {
+  ticket_job *j = calloc(1, sizeof(*j));
+  if (!j) return;
+  j->app = app;
+  cg_fmt(j->key, sizeof(j->key), "lark.app_ticket.%s", app->app_id);
+  j->job.run = ticket_load_run;
+  j->job.done = ticket_load_done;
+  cg__store_worker_submit(app->worker, &j->job);
+}
+
+static void ticket_save_run(cg__job *job, cg_store *s) {
+  ticket_job *j = CG_CONTAINER_OF(job, ticket_job, job);
+  j->rc = cg_store_kv_put(s, j->key, j->value, cg_now_ms());
+}
+
+static void ticket_save_done(cg__job *job) {
+  /* Only our own copy: the app may be gone. A lost write costs a resend
+   * after a restart, nothing more. */
+  ticket_job_free(CG_CONTAINER_OF(job, ticket_job, job));
+}
+
+/* An app_ticket event (schema 1.0, lark.md §4.2): hand the ticket to the
+ * Open API client and keep it in the store. Never logs the ticket. */
+static void app_ticket_event(cg_app *app, const cg__lark_msg *m) {
+  const char *aid = m->app_id ? m->app_id : "(no app id)";
+  if (!app->lark || cg__lark_api_app_type(app->lark) != CG__LARK_APP_STORE) {
+    cg__log(app, CG_LOG_INFO, "lark", "app_ticket event for %s ignored: cardgate is not configured as a store app", aid);
+    return;
+  }
+  if (m->app_id && strcmp(m->app_id, app->app_id) != 0) {
+    cg__log(app, CG_LOG_WARN, "lark", "app_ticket event for app %s ignored: this is app %s", aid, app->app_id);
+    return;
+  }
+  int rc = cg__lark_api_set_app_ticket(app->lark, m->app_ticket);
+  if (rc) {
+    cg__log(app, CG_LOG_WARN, "lark", "app_ticket event for app %s not taken: %s", aid, cg_strerror(rc));
+    return;
+  }
+  cg__log(app, CG_LOG_INFO, "lark", "app_ticket event for app %s: ticket updated", app->app_id);
+  ticket_job *j = app->worker ? calloc(1, sizeof(*j)) : NULL;
+  if (j) j->value = cg_strdup(m->app_ticket);
+  if (!j || !j->value) {
+    if (j) ticket_job_free(j);
+    cg__log(app, CG_LOG_WARN, "store", "could not keep the app_ticket in the store (out of memory)");
+    return;
+  }
+  cg_fmt(j->key, sizeof(j->key), "lark.app_ticket.%s", app->app_id);
+  j->job.run = ticket_save_run;
+  j->job.done = ticket_save_done;
+  cg__store_worker_submit(app->worker, &j->job);
 }
 
 static char *dup_secret(const char *s) { return cg_str_empty(s) ? NULL : cg_strdup(s); }
@@ -176,6 +272,7 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
     lo.base_url = o->lark_base_url;
     lo.app_id = app->app_id;
     lo.app_secret = app->app_secret;
+    lo.app_type = o->lark_store_app ? CG__LARK_APP_STORE : CG__LARK_APP_SELF_BUILT;
     lo.log = o->log;
     lo.log_ud = o->log_ud;
     lo.log_level = o->log_level;
@@ -190,6 +287,7 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
       oo.log_ud = o->log_ud;
       oo.log_level = o->log_level;
       app->outbox = cg__outbox_new(loop, &oo, &rc);
+      if (app->outbox && o->lark_store_app) app_ticket_load(app);
     }
     if (!app->outbox) {
       cg_fmt(app->last_error, sizeof(app->last_error), "outbox: %s", cg_strerror(rc));
@@ -419,8 +517,8 @@ static void late_reply(struct cg_responder *r, const cg_reply *reply) {
                     : !a->message_id ? "the action has no message id"
                                      : NULL;
   if (!why) {
-    int rc = cg__outbox_enqueue(app->outbox, cg_platform_name(a->platform), a->message_id, a->update_token,
-                                token_deadline(a), card);
+    int rc = cg__outbox_enqueue(app->outbox, cg_platform_name(a->platform), a->tenant_key, a->message_id,
+                                a->update_token, token_deadline(a), card);
     if (rc == 0)
       cg__log(app, CG_LOG_WARN, "core",
               "late answer for %s after %llu ms (cardgate had answered \"keep the card\"): its card goes to the outbox",
@@ -480,7 +578,10 @@ cg_followup *cg_respond_later(cg_responder *r) {
   f->platform = cg_strdup(cg_platform_name(a->platform));
   f->message_id = cg_strdup(a->message_id);
   f->token = cg_str_empty(a->update_token) ? NULL : cg_strdup(a->update_token);
-  if (!f->platform || !f->message_id || (!cg_str_empty(a->update_token) && !f->token)) {
+  f->tenant_key = cg_str_empty(a->tenant_key) ? NULL : cg_strdup(a->tenant_key);
+  if (!f->platform || !f->message_id || (!cg_str_empty(a->update_token) && !f->token) ||
+      (!cg_str_empty(a->tenant_key) && !f->tenant_key)) {
+    free(f->tenant_key);
     free(f->platform);
     free(f->message_id);
     free(f->token);
@@ -516,7 +617,8 @@ int cg_followup_update(cg_followup *f, cg_reply *card_reply) {
   int has_card = card_reply && card_reply->card;
   cg_reply_free(card_reply);
   if (!card) return has_card ? CG_ENOMEM : CG_EINVAL;
-  int rc = cg__outbox_enqueue(f->app->outbox, f->platform, f->message_id, f->token, f->token_expires_at_ms, card);
+  int rc = cg__outbox_enqueue(f->app->outbox, f->platform, f->tenant_key, f->message_id, f->token,
+                              f->token_expires_at_ms, card);
   free(card);
   return rc;
 }
@@ -530,6 +632,7 @@ void cg_followup_free(cg_followup *f) {
     if (f->next) f->next->prev = f->prev;
   }
   free(f->platform);
+  free(f->tenant_key);
   free(f->message_id);
   if (f->token) memset(f->token, 0, strlen(f->token));
   free(f->token);
@@ -639,6 +742,11 @@ int cg_app_handle_lark_http(cg_app *app, cg_lark_endpoint ep,
       done(200, app->enc.data, app->enc.len, ud);
       break;
     case CG__LARK_MSG_EVENT:
+      if (m.app_ticket) {
+        app_ticket_event(app, &m);
+        done(200, "{}", 2, ud);
+        break;
+      }
       cg__log(app, CG_LOG_INFO, "lark", "event %s (%s) has no handler in cardgate: answered {}",
               m.event_type ? m.event_type : "(no type)", m.event_id ? m.event_id : "no id");
       done(200, "{}", 2, ud);

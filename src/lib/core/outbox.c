@@ -180,10 +180,12 @@ typedef struct delivery {
   int attempts; /* before this one */
   char *message_id;
   char *token; /* the callback token sent, or NULL (patch) */
+  char *tenant_key; /* store apps: whose tenant token; NULL otherwise */
 } delivery;
 
 static void delivery_free(delivery *d) {
   free(d->message_id);
+  free(d->tenant_key);
   if (d->token) {
     memset(d->token, 0, strlen(d->token));
     free(d->token);
@@ -297,14 +299,16 @@ static void deliver(cg__outbox *ob, const cg_outbox_entry *e) {
     d->attempts = e->attempts;
     d->message_id = cg_strdup(e->message_id);
     if (token_usable(e, now)) d->token = cg_strdup(e->update_token);
+    if (e->tenant_key) d->tenant_key = cg_strdup(e->tenant_key);
   }
-  if (!d || !d->message_id || (token_usable(e, now) && !d->token)) {
+  if (!d || !d->message_id || (token_usable(e, now) && !d->token) ||
+      (e->tenant_key && !d->tenant_key)) {
     logf_(ob, CG_LOG_ERROR, "outbox entry %lld: out of memory; retried after its lease", (long long)e->id);
     if (d) delivery_free(d);
     return;
   }
-  int rc = d->token ? cg__lark_delay_update(ob->o.api, d->token, e->card_json, on_result, d)
-                    : cg__lark_patch_card(ob->o.api, e->message_id, e->card_json, on_result, d);
+  int rc = d->token ? cg__lark_delay_update(ob->o.api, d->tenant_key, d->token, e->card_json, on_result, d)
+                    : cg__lark_patch_card(ob->o.api, d->tenant_key, e->message_id, e->card_json, on_result, d);
   if (rc == 0) {
     ob->refs++;
     ob->st.in_flight++;
@@ -416,8 +420,8 @@ cg__outbox *cg__outbox_new(uv_loop_t *loop, const cg__outbox_options *o, int *er
   return ob;
 }
 
-int cg__outbox_enqueue(cg__outbox *ob, const char *platform, const char *message_id, const char *token,
-                       int64_t token_expires_at_ms, const char *card_json) {
+int cg__outbox_enqueue(cg__outbox *ob, const char *platform, const char *tenant_key, const char *message_id,
+                       const char *token, int64_t token_expires_at_ms, const char *card_json) {
   if (!ob || cg_str_empty(platform) || cg_str_empty(message_id) || cg_str_empty(card_json)) return CG_EINVAL;
   if (ob->closing) return CG_EALREADY;
   enqueue_job *j = calloc(1, sizeof *j);
@@ -429,7 +433,9 @@ int cg__outbox_enqueue(cg__outbox *ob, const char *platform, const char *message
     j->e.update_token = cg_strdup(token);
     j->e.token_expires_at_ms = token_expires_at_ms;
   }
-  if (!j->e.platform || !j->e.message_id || !j->e.card_json || (!cg_str_empty(token) && !j->e.update_token)) {
+  if (!cg_str_empty(tenant_key)) j->e.tenant_key = cg_strdup(tenant_key);
+  if (!j->e.platform || !j->e.message_id || !j->e.card_json || (!cg_str_empty(token) && !j->e.update_token) ||
+      (!cg_str_empty(tenant_key) && !j->e.tenant_key)) {
     cg_outbox_entry_clear(&j->e);
     free(j);
     return CG_ENOMEM;

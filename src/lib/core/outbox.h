@@ -48,11 +48,14 @@ cg__outbox *cg__outbox_new(uv_loop_t *loop, const cg__outbox_options *o,
 /* Writes an update of message_id's card to the store (a store-worker job;
  * merged with a pending one) and polls once it is committed. Call only after
  * the callback has been answered: the token may be used from then on.
- * token may be NULL (patch only); token_expires_at_ms: wall clock. Strings
- * copied. 0, CG_EINVAL, CG_ENOMEM, CG_EALREADY (closing). */
+ * token may be NULL (patch only); token_expires_at_ms: wall clock.
+ * tenant_key: the action's tenant (store apps need it to get a tenant
+ * token; NULL/"" for none). Strings copied. 0, CG_EINVAL, CG_ENOMEM,
+ * CG_EALREADY (closing). */
 int cg__outbox_enqueue(cg__outbox *ob, const char *platform,
-                       const char *message_id, const char *token,
-                       int64_t token_expires_at_ms, const char *card_json);
+                       const char *tenant_key, const char *message_id,
+                       const char *token, int64_t token_expires_at_ms,
+                       const char *card_json);
 
 /* Looks for due entries now (instead of at the next poll). */
 void cg__outbox_kick(cg__outbox *ob);

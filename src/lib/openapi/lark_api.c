@@ -10,7 +10,15 @@
  *
  * Closing closes the HTTPS client, which cancels every request in flight;
  * ops waiting for the token are finished by the cancelled token fetch, so
- * every op ends through one of the two HTTPS callbacks. */
+ * every op ends through one of the HTTPS callbacks.
+ *
+ * Store (marketplace) apps: one tenant entry per tenant key, each with its
+ * token, its single-flight fetch and its waiters. An entry whose fetch
+ * needs the app_access_token first is marked want_app; then an app token
+ * fetch or an app_ticket resend is in flight, and its answer serves (or
+ * fails) every want_app entry. Invariants: an entry with waiters is
+ * fetching or want_app; some entry is want_app only while app_fetching or
+ * resend_inflight. */
 #include "lark_api.h"
 
 #include <arpa/inet.h>
@@ -26,6 +34,10 @@
 #include "cardgate/error.h"
 
 #define TOKEN_PATH "/open-apis/auth/v3/tenant_access_token/internal"
+/* Store apps (lark.md §4.2; go core/constants.go). */
+#define STORE_APP_TOKEN_PATH "/open-apis/auth/v3/app_access_token"
+#define STORE_TENANT_TOKEN_PATH "/open-apis/auth/v3/tenant_access_token"
+#define TICKET_RESEND_PATH "/open-apis/auth/v3/app_ticket/resend"
 #define DEFAULT_TIMEOUT_MS 10000u
 /* Lark's message and card ids are short ("om_…", "c-…"); a longer argument
  * is a caller bug or hostile. */
@@ -41,11 +53,26 @@ struct op {
   char *path;         /* path + query */
   char *body;         /* NULL: no body */
   char *token_used;   /* token of the attempt in flight */
+  char *tenant_key;   /* store apps: whose tenant token; else NULL */
   int attempts;
   int token_retried;
   cg__lark_cb cb;
   void *ud;
 };
+
+/* Store apps: one tenant's token (see the notes at the top). */
+typedef struct tenant {
+  struct tenant *next;
+  char *key;
+  char *token;
+  uint64_t deadline;
+  int fetching; /* tenant_access_token request in flight */
+  int want_app; /* waiting for the app_access_token (or a ticket) */
+  int serving;  /* its waiters are being served: not to be dropped */
+  int settle;   /* serve_want_app is about to serve it */
+  cg__lark_api *api;
+  op *wait_head, *wait_tail;
+} tenant;
 
 struct cg__lark_api {
   uv_loop_t *loop;
@@ -67,6 +94,16 @@ struct cg__lark_api {
   uint64_t token_renew_at; /* clock ms: fetch a successor in the background */
   int fetching;
   op *wait_head, *wait_tail;
+
+  /* Store apps. */
+  cg__lark_app_type app_type;
+  char *app_ticket;
+  char *app_token;
+  uint64_t app_deadline;
+  int app_fetching;
+  int resend_inflight;
+  tenant *tenants;
+  size_t ntenants;
 
   cg__lark_api_stats stats;
   int closing;
@@ -239,6 +276,7 @@ static void op_free(op *o) {
   free(o->path);
   wipe_free(o->body); /* a delayed update's body holds the callback token */
   wipe_free(o->token_used);
+  free(o->tenant_key);
   free(o);
 }
 
@@ -288,17 +326,18 @@ static const char *reset_of(const cg__https_resp *resp) {
 }
 
 static int op_start(op *o);
+static tenant *tenant_find(cg__lark_api *api, const char *key);
 static void on_call_done(int rc, const cg__https_resp *resp, void *ud);
 
-static int send_attempt(op *o) {
+static int send_attempt(op *o, const char *token) {
   cg__lark_api *api = o->api;
   cg_buf url, auth;
   cg_buf_init(&url, CG_LIMIT_URL + strlen(api->base));
   cg_buf_init(&auth, TOKEN_MAX + 32);
   int rc = cg_buf_appends(&url, api->base);
   if (!rc) rc = cg_buf_appends(&url, o->path);
-  if (!rc) rc = cg_buf_appendf(&auth, "Authorization: Bearer %s", api->token);
-  char *used = rc ? NULL : cg_strdup(api->token);
+  if (!rc) rc = cg_buf_appendf(&auth, "Authorization: Bearer %s", token);
+  char *used = rc ? NULL : cg_strdup(token);
   if (!rc && !used) rc = CG_ENOMEM;
   if (!rc) {
     const char *headers[] = {auth.data,
@@ -349,8 +388,17 @@ static void on_call_done(int rc, const cg__https_resp *resp, void *ud) {
              "%s %s: tenant token refused (code %lld, logid %s); evicting "
              "and retrying once",
              o->method, o->path, (long long)r.code, r.logid[0] ? r.logid : "-");
-    if (api->token && o->token_used && strcmp(api->token, o->token_used) == 0)
+    if (api->app_type == CG__LARK_APP_STORE) {
+      tenant *t = tenant_find(api, o->tenant_key);
+      if (t && t->token && o->token_used && strcmp(t->token, o->token_used) == 0) {
+        wipe_free(t->token);
+        t->token = NULL;
+        t->deadline = 0;
+      }
+    } else if (api->token && o->token_used &&
+               strcmp(api->token, o->token_used) == 0) {
       cg__lark_api_evict_token(api);
+    }
     o->token_retried = 1;
     api->stats.token_retries++;
     int src = op_start(o);
@@ -417,7 +465,16 @@ static void token_clear(cg__lark_api *api) {
 }
 
 void cg__lark_api_evict_token(cg__lark_api *api) {
-  if (api) token_clear(api);
+  if (!api) return;
+  token_clear(api);
+  for (tenant *t = api->tenants; t; t = t->next) {
+    wipe_free(t->token);
+    t->token = NULL;
+    t->deadline = 0;
+  }
+  wipe_free(api->app_token);
+  api->app_token = NULL;
+  api->app_deadline = 0;
 }
 
 static void on_token(int rc, const cg__https_resp *resp, void *ud) {
@@ -496,7 +553,7 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
       op_fail(o, UV_ECANCELED);
     } else if (r.cls == CG__LARK_OK) {
       /* A callback before this one may have evicted the token. */
-      int src = api->token ? send_attempt(o) : op_start(o);
+      int src = api->token ? send_attempt(o, api->token) : op_start(o);
       if (src) op_fail(o, src);
     } else {
       cg__lark_result copy = r; /* op_complete stamps attempts */
@@ -507,9 +564,12 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
 
 /* Sends o now with the cached token, or queues it behind the (single) token
  * fetch. On error o is untouched and not queued. */
+static int store_op_start(op *o);
+
 static int op_start(op *o) {
   cg__lark_api *api = o->api;
   if (api->closing) return CG_EALREADY;
+  if (api->app_type == CG__LARK_APP_STORE) return store_op_start(o);
   uint64_t now = now_ms(api);
   if (api->token && now < api->token_deadline) {
     if (now >= api->token_renew_at && !api->fetching) {
@@ -520,7 +580,7 @@ static int op_start(op *o) {
         lark_log(api, CG_LOG_WARN, "background token refresh not started: %s",
                  cg_strerror(r));
     }
-    return send_attempt(o);
+    return send_attempt(o, api->token);
   }
   if (!api->fetching) {
     int r = start_fetch(api);
@@ -535,10 +595,427 @@ static int op_start(op *o) {
   return 0;
 }
 
+/* ------------------------------------------------ store (marketplace) apps */
+
+/* Lifetime handling shared with the self-built cache: expire − 180 s, half
+ * a lifetime shorter than the margin. */
+static uint64_t ttl_ms_of(json_int_t expire) {
+  uint64_t ex = expire > 86400 * 30 ? 86400u * 30 : (uint64_t)expire;
+  return ex > CG__LARK_TOKEN_MARGIN_S ? (ex - CG__LARK_TOKEN_MARGIN_S) * 1000u
+                                      : ex * 500u;
+}
+
+/* Classifies a token answer and, when it is OK, takes the token in field
+ * (top level) into *tok (malloc'd) and its TTL into *ttl_ms. */
+static void token_answer(int rc, const cg__https_resp *resp, const char *field,
+                         cg__lark_result *r, char **tok, uint64_t *ttl_ms) {
+  json_t *root = NULL;
+  *tok = NULL;
+  *ttl_ms = 0;
+  cg__lark_classify(rc, resp->status, resp->body, resp->body_len,
+                    reset_of(resp), r, &root);
+  cg_strlcpy(r->logid, resp->logid, sizeof(r->logid));
+  if (rc && rc != UV_ECANCELED && resp->detail[0])
+    cg_strlcpy(r->msg, resp->detail, sizeof(r->msg));
+  r->token_error = 1;
+  if (r->cls == CG__LARK_OK) {
+    json_t *t = json_object_get(root, field);
+    json_t *e = json_object_get(root, "expire");
+    const char *v = json_is_string(t) ? json_string_value(t) : NULL;
+    json_int_t expire = json_is_integer(e) ? json_integer_value(e) : 0;
+    int usable = v && *v && strlen(v) <= TOKEN_MAX && expire > 0 &&
+                 !strpbrk(v, "\r\n");
+    *tok = usable ? cg_strdup(v) : NULL;
+    if (*tok) {
+      *ttl_ms = ttl_ms_of(expire);
+    } else {
+      r->cls = CG__LARK_RETRYABLE;
+      r->err = usable ? CG_ENOMEM : CG_EMALFORMED;
+      cg_fmt(r->msg, sizeof(r->msg), "%s",
+             usable ? cg_strerror(CG_ENOMEM) : "token answer without a usable token");
+    }
+  }
+  json_decref(root);
+}
+
+/* POSTs body (consumed; wiped: it holds the secret or a token) to path
+ * without an Authorization header. */
+static int post_auth(cg__lark_api *api, const char *path, json_t *body,
+                     cg__https_cb cb, void *ud) {
+  char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+  json_decref(body);
+  if (!text) return CG_ENOMEM;
+  cg_buf url;
+  cg_buf_init(&url, CG_LIMIT_URL + strlen(api->base));
+  int r = cg_buf_appends(&url, api->base);
+  if (!r) r = cg_buf_appends(&url, path);
+  if (!r) {
+    static const char *const headers[] = {
+        "Content-Type: application/json; charset=utf-8",
+        "Accept: application/json", NULL};
+    cg__https_req req;
+    memset(&req, 0, sizeof(req));
+    req.method = "POST";
+    req.url = url.data;
+    req.headers = headers;
+    req.body = text;
+    req.body_len = strlen(text);
+    req.timeout_ms = api->timeout_ms;
+    req.max_response_bytes = api->max_resp;
+    r = cg__https_request(api->https, &req, cb, ud);
+  }
+  wipe_free(text);
+  cg_buf_free(&url);
+  return r;
+}
+
+static tenant *tenant_find(cg__lark_api *api, const char *key) {
+  for (tenant *t = api->tenants; key && t; t = t->next)
+    if (strcmp(t->key, key) == 0) return t;
+  return NULL;
+}
+
+static int tenant_idle(const tenant *t) {
+  return !t->fetching && !t->want_app && !t->settle && !t->serving &&
+         !t->wait_head;
+}
+
+static void tenant_unlink_free(cg__lark_api *api, tenant *t) {
+  for (tenant **pp = &api->tenants; *pp; pp = &(*pp)->next)
+    if (*pp == t) {
+      *pp = t->next;
+      break;
+    }
+  api->ntenants--;
+  free(t->key);
+  wipe_free(t->token);
+  free(t);
+}
+
+/* The entry of key, made when missing; at the cap an idle entry (one with
+ * an unusable token first) makes room. NULL + *rc. */
+static tenant *tenant_get(cg__lark_api *api, const char *key, int *rc) {
+  tenant *t = tenant_find(api, key);
+  if (t) return t;
+  if (api->ntenants >= CG__LARK_MAX_TENANTS) {
+    uint64_t now = now_ms(api);
+    tenant *victim = NULL;
+    for (tenant *x = api->tenants; x; x = x->next) {
+      if (!tenant_idle(x)) continue;
+      if (!victim) victim = x;
+      if (!x->token || now >= x->deadline) {
+        victim = x;
+        break;
+      }
+    }
+    if (!victim) {
+      *rc = CG_EBUSY;
+      return NULL;
+    }
+    tenant_unlink_free(api, victim);
+  }
+  t = calloc(1, sizeof(*t));
+  if (t) {
+    t->api = api;
+    t->key = cg_strdup(key);
+  }
+  if (!t || !t->key) {
+    free(t);
+    *rc = CG_ENOMEM;
+    return NULL;
+  }
+  t->next = api->tenants;
+  api->tenants = t;
+  api->ntenants++;
+  return t;
+}
+
+static void tenant_enqueue(tenant *t, op *o) {
+  o->next = NULL;
+  if (t->wait_tail)
+    t->wait_tail->next = o;
+  else
+    t->wait_head = o;
+  t->wait_tail = o;
+}
+
+/* Ends every waiter of t with r (a copy each), or cancels them when the
+ * client is closing. */
+static void tenant_fail_waiters(cg__lark_api *api, tenant *t,
+                                const cg__lark_result *r) {
+  op *w = t->wait_head;
+  t->wait_head = t->wait_tail = NULL;
+  t->serving = 1;
+  while (w) {
+    op *o = w;
+    w = w->next;
+    o->next = NULL;
+    if (api->closing) {
+      op_fail(o, UV_ECANCELED);
+    } else {
+      cg__lark_result copy = *r;
+      copy.data = NULL;
+      op_complete(o, &copy);
+    }
+  }
+  t->serving = 0;
+}
+
+static void token_failure_log(cg__lark_api *api, const char *what,
+                              const cg__lark_result *r) {
+  if (r->cls == CG__LARK_CANCELLED) return;
+  char code[24] = "-";
+  if (r->has_code) cg_fmt(code, sizeof(code), "%lld", (long long)r->code);
+  lark_log(api, r->cls == CG__LARK_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
+           "%s for app %s: %s (http %d, code %s, %s) logid %s", what,
+           api->app_id, cg__lark_class_name(r->cls), r->http_status, code,
+           r->msg, r->logid[0] ? r->logid : "-");
+}
+
+/* A result for calls that could not get a token for a local reason. */
+static void local_failure(cg__lark_result *r, int err, const char *msg) {
+  memset(r, 0, sizeof(*r));
+  r->cls = err == UV_ECANCELED ? CG__LARK_CANCELLED : CG__LARK_RETRYABLE;
+  r->err = err;
+  r->token_error = 1;
+  cg_strlcpy(r->msg, msg ? msg : cg_strerror(err), sizeof(r->msg));
+}
+
+static void on_tenant_token(int rc, const cg__https_resp *resp, void *ud);
+static void on_app_token(int rc, const cg__https_resp *resp, void *ud);
+static void on_resend(int rc, const cg__https_resp *resp, void *ud);
+
+static int start_tenant_fetch(cg__lark_api *api, tenant *t) {
+  /* {app_access_token, tenant_key} (lark.md §4.2; go tokenmanager.go). */
+  json_t *b = json_pack("{s:s,s:s}", "app_access_token", api->app_token,
+                        "tenant_key", t->key);
+  int r = post_auth(api, STORE_TENANT_TOKEN_PATH, b, on_tenant_token, t);
+  if (r) return r;
+  t->fetching = 1;
+  api->stats.token_fetches++;
+  lark_log(api, CG_LOG_DEBUG, "fetching tenant_access_token for tenant %s",
+           t->key);
+  return 0;
+}
+
+static int start_app_fetch(cg__lark_api *api) {
+  json_t *b = json_pack("{s:s,s:s,s:s}", "app_id", api->app_id, "app_secret",
+                        api->app_secret, "app_ticket", api->app_ticket);
+  int r = post_auth(api, STORE_APP_TOKEN_PATH, b, on_app_token, api);
+  if (r) return r;
+  api->app_fetching = 1;
+  api->stats.app_token_fetches++;
+  lark_log(api, CG_LOG_DEBUG, "fetching app_access_token for store app %s",
+           api->app_id);
+  return 0;
+}
+
+static int start_resend(cg__lark_api *api) {
+  json_t *b = json_pack("{s:s,s:s}", "app_id", api->app_id, "app_secret",
+                        api->app_secret);
+  int r = post_auth(api, TICKET_RESEND_PATH, b, on_resend, api);
+  if (r) return r;
+  api->resend_inflight = 1;
+  api->stats.ticket_resends++;
+  lark_log(api, CG_LOG_INFO,
+           "store app %s has no usable app_ticket: asked Lark to resend it "
+           "(it arrives as an app_ticket event on the event URL)",
+           api->app_id);
+  return 0;
+}
+
+/* Starts what the want_app entries wait for, unless it is in flight. */
+static int app_ensure(cg__lark_api *api) {
+  if (api->app_fetching || api->resend_inflight) return 0;
+  return api->app_ticket ? start_app_fetch(api) : start_resend(api);
+}
+
+/* The app token (or its absence) is settled: every want_app entry fetches
+ * its tenant token now, or its waiters end with r. */
+static void serve_want_app(cg__lark_api *api, const cg__lark_result *r) {
+  /* Only the entries waiting now: a callback below may queue new calls
+   * behind a new app request (want_app again), which serves them. */
+  for (tenant *t = api->tenants; t; t = t->next)
+    if (t->want_app) {
+      t->want_app = 0;
+      t->settle = 1;
+    }
+  for (;;) {
+    tenant *t = api->tenants;
+    while (t && !t->settle) t = t->next;
+    if (!t) break;
+    t->settle = 0;
+    cg__lark_result fail = *r;
+    if (r->cls == CG__LARK_OK && !api->closing) {
+      int src = start_tenant_fetch(api, t);
+      if (!src) continue;
+      local_failure(&fail, src, NULL);
+    }
+    tenant_fail_waiters(api, t, &fail);
+  }
+}
+
+static void on_app_token(int rc, const cg__https_resp *resp, void *ud) {
+  cg__lark_api *api = ud;
+  api->app_fetching = 0;
+  cg__lark_result r;
+  char *tok;
+  uint64_t ttl;
+  token_answer(rc, resp, "app_access_token", &r, &tok, &ttl);
+  if (tok) {
+    wipe_free(api->app_token);
+    api->app_token = tok;
+    api->app_deadline = now_ms(api) + ttl;
+    lark_log(api, CG_LOG_DEBUG, "app_access_token for store app %s: usable %llu s",
+             api->app_id, (unsigned long long)(ttl / 1000));
+  } else {
+    api->stats.token_failures++;
+    token_failure_log(api, "app_access_token", &r);
+    if (r.has_code && r.code == CG__LARK_CODE_APP_TICKET_INVALID) {
+      /* go core: resend the ticket on 10012; the calls end retryable and
+       * the next ones use the ticket Lark pushes. */
+      wipe_free(api->app_ticket);
+      api->app_ticket = NULL;
+      r.cls = CG__LARK_RETRYABLE;
+      if (!api->closing && !api->resend_inflight) {
+        int src = start_resend(api);
+        if (src)
+          lark_log(api, CG_LOG_WARN, "app_ticket resend not started: %s",
+                   cg_strerror(src));
+      }
+    }
+  }
+  serve_want_app(api, &r);
+}
+
+static void on_resend(int rc, const cg__https_resp *resp, void *ud) {
+  cg__lark_api *api = ud;
+  api->resend_inflight = 0;
+  cg__lark_result r;
+  json_t *root = NULL;
+  cg__lark_classify(rc, resp->status, resp->body, resp->body_len,
+                    reset_of(resp), &r, &root);
+  json_decref(root);
+  cg_strlcpy(r.logid, resp->logid, sizeof(r.logid));
+  if (r.cls != CG__LARK_OK) token_failure_log(api, "app_ticket resend", &r);
+  if (api->app_fetching) return; /* a ticket arrived: its fetch serves them */
+  if (api->app_ticket && !api->closing) {
+    int src = start_app_fetch(api);
+    if (!src) return;
+    local_failure(&r, src, NULL);
+  } else if (rc == UV_ECANCELED || api->closing) {
+    local_failure(&r, UV_ECANCELED, NULL);
+  } else {
+    local_failure(&r, 0,
+                  "no app_ticket yet: asked Lark to resend it (it arrives as "
+                  "an app_ticket event); try again later");
+  }
+  serve_want_app(api, &r);
+}
+
+static void on_tenant_token(int rc, const cg__https_resp *resp, void *ud) {
+  tenant *t = ud; /* alive: a fetching entry is never dropped */
+  cg__lark_api *api = t->api;
+  t->fetching = 0;
+  cg__lark_result r;
+  char *tok;
+  uint64_t ttl;
+  token_answer(rc, resp, "tenant_access_token", &r, &tok, &ttl);
+  if (tok) {
+    wipe_free(t->token);
+    t->token = tok;
+    t->deadline = now_ms(api) + ttl;
+  } else {
+    api->stats.token_failures++;
+    token_failure_log(api, "tenant_access_token (store app)", &r);
+    if (r.has_code && (r.code == CG__LARK_CODE_APP_TOKEN_INVALID ||
+                       r.code == CG__LARK_CODE_ACCESS_TOKEN_INVALID)) {
+      /* The app token was refused: the next fetch gets a new one. */
+      wipe_free(api->app_token);
+      api->app_token = NULL;
+      api->app_deadline = 0;
+    }
+  }
+  op *w = t->wait_head;
+  t->wait_head = t->wait_tail = NULL;
+  t->serving = 1;
+  while (w) {
+    op *o = w;
+    w = w->next;
+    o->next = NULL;
+    if (api->closing) {
+      op_fail(o, UV_ECANCELED);
+    } else if (r.cls == CG__LARK_OK) {
+      int src = t->token ? send_attempt(o, t->token) : op_start(o);
+      if (src) op_fail(o, src);
+    } else {
+      cg__lark_result copy = r;
+      op_complete(o, &copy);
+    }
+  }
+  t->serving = 0;
+}
+
+static int store_op_start(op *o) {
+  cg__lark_api *api = o->api;
+  int rc = 0;
+  tenant *t = tenant_get(api, o->tenant_key, &rc);
+  if (!t) return rc;
+  uint64_t now = now_ms(api);
+  if (t->token && now < t->deadline) return send_attempt(o, t->token);
+  if (!t->fetching && !t->want_app) {
+    if (api->app_token && now < api->app_deadline) {
+      rc = start_tenant_fetch(api, t);
+    } else {
+      rc = app_ensure(api);
+      if (!rc) t->want_app = 1;
+    }
+    if (rc) return rc;
+  }
+  tenant_enqueue(t, o);
+  return 0;
+}
+
+int cg__lark_api_set_app_ticket(cg__lark_api *api, const char *app_ticket) {
+  if (!api || api->app_type != CG__LARK_APP_STORE || !arg_ok(app_ticket) ||
+      strpbrk(app_ticket, "\r\n"))
+    return CG_EINVAL;
+  if (api->closing) return CG_EALREADY;
+  if (api->app_ticket && strcmp(api->app_ticket, app_ticket) == 0) return 0;
+  char *copy = cg_strdup(app_ticket);
+  if (!copy) return CG_ENOMEM;
+  wipe_free(api->app_ticket);
+  api->app_ticket = copy;
+  lark_log(api, CG_LOG_INFO, "store app %s: app_ticket updated", api->app_id);
+  /* Calls waiting on a resend: fetch the app token now (the resend's
+   * answer then leaves them to this fetch). */
+  int waiting = 0;
+  for (tenant *t = api->tenants; t; t = t->next) waiting |= t->want_app;
+  if (waiting && !api->app_fetching) {
+    int r = start_app_fetch(api);
+    if (r)
+      lark_log(api, CG_LOG_WARN, "app_access_token fetch not started: %s",
+               cg_strerror(r));
+  }
+  return 0;
+}
+
+int cg__lark_api_has_app_ticket(const cg__lark_api *api) {
+  return api && api->app_ticket != NULL;
+}
+
+cg__lark_app_type cg__lark_api_app_type(const cg__lark_api *api) {
+  return api ? api->app_type : CG__LARK_APP_SELF_BUILT;
+}
+
+const char *cg__lark_api_app_id(const cg__lark_api *api) {
+  return api ? api->app_id : NULL;
+}
+
 /* Takes ownership of path and body (both may be NULL on allocation failure,
  * reported as CG_ENOMEM). */
-static int submit(cg__lark_api *api, const char *method, char *path, char *body,
-                  cg__lark_cb cb, void *ud) {
+static int submit(cg__lark_api *api, const char *tenant_key, const char *method,
+                  char *path, char *body, cg__lark_cb cb, void *ud) {
   if (!path ||
       (!body && strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0)) {
     free(path);
@@ -552,6 +1029,13 @@ static int submit(cg__lark_api *api, const char *method, char *path, char *body,
     return CG_ENOMEM;
   }
   o->api = api;
+  if (api->app_type == CG__LARK_APP_STORE) {
+    o->tenant_key = cg_strdup(tenant_key);
+    if (!o->tenant_key) {
+      op_free(o);
+      return CG_ENOMEM;
+    }
+  }
   o->method = method;
   o->path = path;
   o->body = body;
@@ -564,9 +1048,14 @@ static int submit(cg__lark_api *api, const char *method, char *path, char *body,
 
 /* ---------------------------------------------------------------- calls */
 
-static int common_checks(cg__lark_api *api, cg__lark_cb cb) {
+static int common_checks(cg__lark_api *api, const char *tenant_key,
+                         cg__lark_cb cb) {
   if (!api || !cb) return CG_EINVAL;
   if (api->closing) return CG_EALREADY;
+  /* Store apps: a tenant key names whose token to use (lark.md §4.3). */
+  if (api->app_type == CG__LARK_APP_STORE &&
+      (!arg_ok(tenant_key) || strpbrk(tenant_key, "\r\n")))
+    return CG_EINVAL;
   return 0;
 }
 
@@ -612,10 +1101,11 @@ static char *message_body(const char *receive_id, const char *card_json,
   return dump_and_free(b);
 }
 
-int cg__lark_send_card(cg__lark_api *api, const char *receive_id_type,
+int cg__lark_send_card(cg__lark_api *api, const char *tenant_key,
+                       const char *receive_id_type,
                        const char *receive_id, const char *card_json,
                        const char *uuid, cg__lark_cb cb, void *ud) {
-  int rc = common_checks(api, cb);
+  int rc = common_checks(api, tenant_key, cb);
   if (rc) return rc;
   static const char *const types[] = {"open_id", "user_id", "union_id", "email",
                                       "chat_id"};
@@ -635,7 +1125,7 @@ int cg__lark_send_card(cg__lark_api *api, const char *receive_id_type,
     cg_buf_free(&path);
     return rc;
   }
-  return submit(api, "POST", path.data,
+  return submit(api, tenant_key, "POST", path.data,
                 message_body(receive_id, card_json, uuid, 0), cb, ud);
 }
 
@@ -652,22 +1142,24 @@ static char *message_path(const char *message_id, const char *suffix) {
   return path.data;
 }
 
-int cg__lark_reply_card(cg__lark_api *api, const char *message_id,
+int cg__lark_reply_card(cg__lark_api *api, const char *tenant_key,
+                       const char *message_id,
                         const char *card_json, int reply_in_thread,
                         const char *uuid, cg__lark_cb cb, void *ud) {
-  int rc = common_checks(api, cb);
+  int rc = common_checks(api, tenant_key, cb);
   if (rc) return rc;
   if (!arg_ok(message_id) || (uuid && !arg_ok(uuid))) return CG_EINVAL;
   json_t *card;
   if ((rc = load_card(card_json, &card))) return rc;
   json_decref(card);
-  return submit(api, "POST", message_path(message_id, "/reply"),
+  return submit(api, tenant_key, "POST", message_path(message_id, "/reply"),
                 message_body(NULL, card_json, uuid, reply_in_thread), cb, ud);
 }
 
-int cg__lark_patch_card(cg__lark_api *api, const char *message_id,
+int cg__lark_patch_card(cg__lark_api *api, const char *tenant_key,
+                       const char *message_id,
                         const char *card_json, cg__lark_cb cb, void *ud) {
-  int rc = common_checks(api, cb);
+  int rc = common_checks(api, tenant_key, cb);
   if (rc) return rc;
   if (!arg_ok(message_id)) return CG_EINVAL;
   json_t *card;
@@ -675,13 +1167,14 @@ int cg__lark_patch_card(cg__lark_api *api, const char *message_id,
   json_decref(card);
   /* {"content":"<card JSON string>"} (§4.4); PUT is for text/post only. */
   json_t *b = json_pack("{s:s}", "content", card_json);
-  return submit(api, "PATCH", message_path(message_id, ""), dump_and_free(b),
+  return submit(api, tenant_key, "PATCH", message_path(message_id, ""), dump_and_free(b),
                 cb, ud);
 }
 
-int cg__lark_delay_update(cg__lark_api *api, const char *callback_token,
+int cg__lark_delay_update(cg__lark_api *api, const char *tenant_key,
+                       const char *callback_token,
                           const char *card_json, cg__lark_cb cb, void *ud) {
-  int rc = common_checks(api, cb);
+  int rc = common_checks(api, tenant_key, cb);
   if (rc) return rc;
   if (!arg_ok(callback_token)) return CG_EINVAL;
   json_t *card;
@@ -689,13 +1182,14 @@ int cg__lark_delay_update(cg__lark_api *api, const char *callback_token,
   /* {"token":"c-…","card":{…}}: the card as an object here, not a string
    * (§4.5). open_ids, when wanted, are already inside the card. */
   json_t *b = json_pack("{s:s,s:o}", "token", callback_token, "card", card);
-  return submit(api, "POST", cg_strdup("/open-apis/interactive/v1/card/update"),
+  return submit(api, tenant_key, "POST", cg_strdup("/open-apis/interactive/v1/card/update"),
                 dump_and_free(b), cb, ud);
 }
 
-int cg__lark_call(cg__lark_api *api, const char *method, const char *path_query,
+int cg__lark_call(cg__lark_api *api, const char *tenant_key,
+                       const char *method, const char *path_query,
                   const char *body, cg__lark_cb cb, void *ud) {
-  int rc = common_checks(api, cb);
+  int rc = common_checks(api, tenant_key, cb);
   if (rc) return rc;
   static const char *const methods[] = {"GET", "POST", "PATCH", "PUT",
                                         "DELETE"};
@@ -712,7 +1206,7 @@ int cg__lark_call(cg__lark_api *api, const char *method, const char *path_query,
     b = cg_strdup("{}");
     if (!b) return CG_ENOMEM;
   }
-  return submit(api, m, cg_strdup(path_query), b, cb, ud);
+  return submit(api, tenant_key, m, cg_strdup(path_query), b, cb, ud);
 }
 
 /* ------------------------------------------------------------ life cycle */
@@ -773,6 +1267,16 @@ static int base_url_ok(const char *u) {
 
 static void api_free(cg__lark_api *api) {
   token_clear(api);
+  while (api->tenants) {
+    tenant *t = api->tenants;
+    api->tenants = t->next;
+    cg_assert(t->wait_head == NULL);
+    free(t->key);
+    wipe_free(t->token);
+    free(t);
+  }
+  wipe_free(api->app_ticket);
+  wipe_free(api->app_token);
   free(api->base);
   free(api->app_id);
   wipe_free(api->app_secret);
@@ -810,6 +1314,12 @@ cg__lark_api *cg__lark_api_new(uv_loop_t *loop, const cg__lark_api_options *o,
   }
   size_t bl = strlen(api->base);
   if (bl && api->base[bl - 1] == '/') api->base[bl - 1] = '\0';
+  if (o->app_type != CG__LARK_APP_SELF_BUILT && o->app_type != CG__LARK_APP_STORE) {
+    api_free(api);
+    *err = CG_EINVAL;
+    return NULL;
+  }
+  api->app_type = o->app_type;
   api->timeout_ms = o->timeout_ms ? o->timeout_ms : DEFAULT_TIMEOUT_MS;
   api->max_resp = o->max_response_bytes;
   api->log = o->log;
@@ -833,6 +1343,11 @@ void cg__lark_api_get_stats(const cg__lark_api *api, cg__lark_api_stats *out) {
   *out = api->stats;
   out->token_fetching = api->fetching;
   out->token_cached = api->token != NULL;
+  out->tenants = api->ntenants;
+  for (tenant *t = api->tenants; t; t = t->next) {
+    if (t->fetching) out->token_fetching = 1;
+    if (t->token) out->token_cached = 1;
+  }
 }
 
 static void on_https_closed(void *ud) {

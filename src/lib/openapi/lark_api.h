@@ -32,6 +32,7 @@ typedef struct cg__lark_api cg__lark_api;
 #define CG__LARK_CODE_ACCESS_TOKEN_INVALID 99991671
 #define CG__LARK_CODE_MSG_RATE_LIMITED 230020 /* im/v1 message patch */
 #define CG__LARK_CODE_BAD_SECRET 10014        /* token endpoint, HTTP 200 */
+#define CG__LARK_CODE_APP_TICKET_INVALID 10012 /* store apps: app_access_token */
 
 /* Token lifetime handling (lark.md §4.1, §4.3): a token is used until
  * expire − 180 s (the vendors' SDKs all use this margin); from the moment
@@ -89,6 +90,20 @@ void cg__lark_classify(int err, int status, const char *body, size_t len,
 /* Milliseconds on a monotonic clock; tests substitute their own. */
 typedef uint64_t (*cg__lark_clock_fn)(void *ud);
 
+/* Self-built (internal) apps have one tenant token; store (marketplace, ISV)
+ * apps get an app_access_token with the app_ticket Lark pushes, and one
+ * tenant token per tenant key (lark.md §4.2–§4.3; docs/openapi.md). */
+typedef enum {
+  CG__LARK_APP_SELF_BUILT = 0,
+  CG__LARK_APP_STORE = 1
+} cg__lark_app_type;
+
+/* At most this many tenants' tokens are cached by a store app (idle ones
+ * are dropped to make room). */
+#define CG__LARK_MAX_TENANTS 4096u
+/* No ticket: at most one app_ticket/resend per this long. */
+#define CG__LARK_RESEND_MIN_INTERVAL_MS 10000u
+
 typedef struct cg__lark_api_options {
   /* CG__LARK_BASE_FEISHU (default when NULL), CG__LARK_BASE_LARK or another
    * https:// origin; plain http:// only to a loopback host (127.0.0.0/8,
@@ -96,6 +111,7 @@ typedef struct cg__lark_api_options {
   const char *base_url;
   const char *app_id;        /* required; copied */
   const char *app_secret;    /* required; copied, never logged */
+  cg__lark_app_type app_type; /* default CG__LARK_APP_SELF_BUILT */
   uint32_t timeout_ms;       /* per HTTP attempt; 0 = 10000 */
   size_t max_response_bytes; /* 0 = CG_LIMIT_BODY_DEFAULT */
   cg_log_fn log;             /* may be NULL */
@@ -120,7 +136,13 @@ typedef void (*cg__lark_cb)(const cg__lark_result *res, void *ud);
  * it returns — or returns CG_EINVAL (bad argument), CG_EMALFORMED (the card
  * is not a JSON object), CG_ETOOBIG (card over CG_LIMIT_TEMPLATE_OUTPUT),
  * CG_ENOMEM, or CG_EALREADY (closing) and never calls cb. String arguments
- * are borrowed for the call (copied). */
+ * are borrowed for the call (copied).
+ *
+ * tenant_key: whose tenant token the call uses. Ignored by self-built apps
+ * (NULL is fine); required by store apps (CG_EINVAL without one). A store
+ * app that holds no app_ticket yet asks Lark to resend one
+ * (POST /open-apis/auth/v3/app_ticket/resend) and the call ends RETRYABLE
+ * with token_error = 1; so does an app_ticket Lark refuses (code 10012). */
 
 /* Sends card_json (a card JSON object, or a template reference
  * {"type":"template",...}) as an interactive message:
@@ -128,35 +150,53 @@ typedef void (*cg__lark_cb)(const cg__lark_result *res, void *ud);
  * receive_id_type: "open_id", "user_id", "union_id", "email" or "chat_id".
  * uuid: optional dedupe key (Lark drops a repeat within 1 h), NULL for none;
  * give one whenever the send may be retried. */
-int cg__lark_send_card(cg__lark_api *api, const char *receive_id_type,
+int cg__lark_send_card(cg__lark_api *api, const char *tenant_key,
+                       const char *receive_id_type,
                        const char *receive_id, const char *card_json,
                        const char *uuid, cg__lark_cb cb, void *ud);
 
 /* Replies to message_id with card_json:
  * POST /open-apis/im/v1/messages/:message_id/reply. */
-int cg__lark_reply_card(cg__lark_api *api, const char *message_id,
+int cg__lark_reply_card(cg__lark_api *api, const char *tenant_key,
+                       const char *message_id,
                         const char *card_json, int reply_in_thread,
                         const char *uuid, cg__lark_cb cb, void *ud);
 
 /* Replaces the card of a sent message (update_multi cards):
  * PATCH /open-apis/im/v1/messages/:message_id, {"content":"<card>"}. */
-int cg__lark_patch_card(cg__lark_api *api, const char *message_id,
+int cg__lark_patch_card(cg__lark_api *api, const char *tenant_key,
+                       const char *message_id,
                         const char *card_json, cg__lark_cb cb, void *ud);
 
 /* Delayed update with a callback's token ("c-…", valid 30 min, 2 uses):
  * POST /open-apis/interactive/v1/card/update, {"token":…,"card":{…}}
  * (lark.md §4.5). Call only after the callback was answered. */
-int cg__lark_delay_update(cg__lark_api *api, const char *callback_token,
+int cg__lark_delay_update(cg__lark_api *api, const char *tenant_key,
+                       const char *callback_token,
                           const char *card_json, cg__lark_cb cb, void *ud);
 
 /* Any other Open API call with the tenant token: method "GET", "POST",
  * "PATCH", "PUT" or "DELETE"; path_query starts with "/open-apis/";
  * body: JSON text or NULL. Same result handling as the calls above. */
-int cg__lark_call(cg__lark_api *api, const char *method, const char *path_query,
+int cg__lark_call(cg__lark_api *api, const char *tenant_key,
+                       const char *method, const char *path_query,
                   const char *body, cg__lark_cb cb, void *ud);
 
-/* Drops the cached tenant token (the next call fetches one). */
+/* Drops the cached tenant token(s) (the next call fetches one); for a store
+ * app also the app_access_token. */
 void cg__lark_api_evict_token(cg__lark_api *api);
+
+/* Store apps: the latest app_ticket (from the app_ticket event Lark pushes
+ * every hour, or from the store after a restart). Copied, never logged.
+ * A changed ticket drops the cached app_access_token. Calls waiting on a
+ * resend are served by it. 0, CG_EINVAL (NULL/empty/too long, or not a
+ * store app), CG_ENOMEM, CG_EALREADY (closing). */
+int cg__lark_api_set_app_ticket(cg__lark_api *api, const char *app_ticket);
+/* 1 when a store app holds an app_ticket. */
+int cg__lark_api_has_app_ticket(const cg__lark_api *api);
+/* The configured app type and app id (borrowed). */
+cg__lark_app_type cg__lark_api_app_type(const cg__lark_api *api);
+const char *cg__lark_api_app_id(const cg__lark_api *api);
 
 /* Counters for tests and metrics. */
 typedef struct cg__lark_api_stats {
@@ -166,6 +206,10 @@ typedef struct cg__lark_api_stats {
   uint64_t token_retries;  /* calls retried after a token-invalid answer */
   int token_fetching;      /* 1 while a token request is in flight */
   int token_cached;        /* 1 while a token is cached (fresh or not) */
+  /* Store apps (token_fetches/token_cached count tenant tokens). */
+  uint64_t app_token_fetches; /* app_access_token requests sent */
+  uint64_t ticket_resends;    /* app_ticket/resend requests sent */
+  size_t tenants;             /* tenant entries cached */
 } cg__lark_api_stats;
 void cg__lark_api_get_stats(const cg__lark_api *api, cg__lark_api_stats *out);
 

@@ -91,6 +91,14 @@ static const char *const migrations[] = {
     "CREATE INDEX outbox_token ON outbox(update_token) "
     "  WHERE update_token IS NOT NULL;"
     "CREATE INDEX outbox_state ON outbox(state, id);",
+    /* 3: store (marketplace) apps. An outbox entry names the tenant whose
+     * token delivers it; a small key-value table keeps the app's latest
+     * app_ticket across restarts (docs/openapi.md). */
+    "ALTER TABLE outbox ADD COLUMN tenant_key TEXT;"
+    "CREATE TABLE kv ("
+    "  key TEXT PRIMARY KEY NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  updated_at_ms INTEGER NOT NULL);",
 };
 #define N_MIGRATIONS ((int)CG_ARRAY_SIZE(migrations))
 
@@ -113,6 +121,8 @@ enum {
   ST_OUTBOX_GET,
   ST_OUTBOX_RETRY,
   ST_OUTBOX_DROP,
+  ST_KV_GET,
+  ST_KV_PUT,
   ST__COUNT
 };
 
@@ -123,7 +133,7 @@ enum {
 #define OUTBOX_COLUMNS                                                   \
   "id, platform, message_id, update_token, token_uses, "               \
   "token_expires_at_ms, card_json, state, attempts, next_attempt_at_ms, " \
-  "last_error, created_at_ms, updated_at_ms, revision"
+  "last_error, created_at_ms, updated_at_ms, revision, tenant_key"
 
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] =
@@ -169,11 +179,11 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OUTBOX_ENQUEUE] =
         "INSERT INTO outbox(platform, message_id, update_token, token_uses, "
         "token_expires_at_ms, card_json, state, attempts, next_attempt_at_ms, "
-        "created_at_ms, updated_at_ms, revision) VALUES(?1, ?2, ?3, "
+        "created_at_ms, updated_at_ms, revision, tenant_key) VALUES(?1, ?2, ?3, "
         "CASE WHEN ?3 IS NULL THEN 0 ELSE (SELECT coalesce(max(token_uses), 0) "
         "FROM outbox WHERE update_token = ?3) END, "
         "CASE WHEN ?3 IS NULL THEN 0 ELSE ?4 END, ?5, 'pending', 0, ?6, ?6, "
-        "?6, 1) "
+        "?6, 1, ?7) "
         "ON CONFLICT(platform, message_id) WHERE state = 'pending' DO UPDATE "
         "SET card_json = excluded.card_json, "
         "update_token = coalesce(excluded.update_token, outbox.update_token), "
@@ -181,6 +191,7 @@ static const char *const stmt_sql[ST__COUNT] = {
         "outbox.token_uses ELSE excluded.token_uses END, "
         "token_expires_at_ms = CASE WHEN excluded.update_token IS NULL THEN "
         "outbox.token_expires_at_ms ELSE excluded.token_expires_at_ms END, "
+        "tenant_key = coalesce(excluded.tenant_key, outbox.tenant_key), "
         "revision = outbox.revision + 1, updated_at_ms = excluded.updated_at_ms "
         "RETURNING id",
     /* Claim = lease: due entries move to now + lease in one statement. */
@@ -212,6 +223,11 @@ static const char *const stmt_sql[ST__COUNT] = {
         "next_attempt_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1 AND "
         "state IN ('pending', 'dead')",
     [ST_OUTBOX_DROP] = "DELETE FROM outbox WHERE id = ?1",
+    [ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
+    [ST_KV_PUT] =
+        "INSERT INTO kv(key, value, updated_at_ms) VALUES(?1, ?2, ?3) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+        "updated_at_ms = excluded.updated_at_ms",
 };
 
 typedef struct sq_conn {
@@ -875,6 +891,7 @@ static int read_outbox(cg__store_thread *t, sqlite3_stmt *st,
   e->created_at_ms = sqlite3_column_int64(st, 11);
   e->updated_at_ms = sqlite3_column_int64(st, 12);
   e->revision = sqlite3_column_int64(st, 13);
+  e->tenant_key = col_str(st, 14, &oom);
   if (oom) {
     cg_outbox_entry_clear(e);
     return cg__store_seterr(t, CG_ENOMEM, "out of memory");
@@ -930,6 +947,7 @@ static int sq_outbox_enqueue(void *impl, cg__store_thread *t,
     sqlite3_bind_int64(st, 4, e->token_expires_at_ms);
     bind_str(st, 5, e->card_json);
     sqlite3_bind_int64(st, 6, now_ms);
+    bind_str(st, 7, e->tenant_key);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
       *id_out = sqlite3_column_int64(st, 0);
@@ -1070,6 +1088,51 @@ static int sq_outbox_retry(void *impl, cg__store_thread *t, int64_t id,
   return rc;
 }
 
+static int sq_kv_get(void *impl, cg__store_thread *t, const char *key,
+                     char **value) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_KV_GET, &st);
+  if (rc == 0) {
+    bind_str(st, 1, key);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+      int oom = 0;
+      *value = col_str(st, 0, &oom);
+      if (oom || !*value)
+        rc = cg__store_seterr(t, CG_ENOMEM, "out of memory");
+    } else if (s == SQLITE_DONE) {
+      rc = cg__store_seterr(t, CG_ENOTFOUND, "no value for %s", key);
+    } else {
+      rc = db_fail(t, c->db, s, "kv get");
+    }
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
+static int sq_kv_put(void *impl, cg__store_thread *t, const char *key,
+                     const char *value, int64_t now_ms) {
+  sq_conn *c;
+  sqlite3_stmt *st = NULL;
+  int rc = conn_acquire(impl, t, &c);
+  if (rc) return rc;
+  rc = stmt(c, t, ST_KV_PUT, &st);
+  if (rc == 0) {
+    bind_str(st, 1, key);
+    bind_str(st, 2, value);
+    sqlite3_bind_int64(st, 3, now_ms);
+    int s = sqlite3_step(st);
+    if (s != SQLITE_DONE) rc = db_fail(t, c->db, s, "kv put");
+    stmt_done(st);
+  }
+  conn_release(c);
+  return rc;
+}
+
 static int sq_outbox_drop(void *impl, cg__store_thread *t, int64_t id) {
   sq_conn *c;
   sqlite3_stmt *st = NULL;
@@ -1107,6 +1170,8 @@ const cg__store_ops cg__store_sqlite_ops = {
     .seen_purge = sq_seen_purge,
     .seen_answer = sq_seen_answer,
     .outbox_enqueue = sq_outbox_enqueue,
+    .kv_get = sq_kv_get,
+    .kv_put = sq_kv_put,
     .outbox_claim = sq_outbox_claim,
     .outbox_settle = sq_outbox_settle,
     .outbox_list = sq_outbox_list,

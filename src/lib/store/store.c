@@ -316,6 +316,7 @@ void cg_outbox_entry_clear(cg_outbox_entry *e) {
   free(e->card_json);
   free(e->state);
   free(e->last_error);
+  free(e->tenant_key);
   memset(e, 0, sizeof *e);
 }
 
@@ -338,6 +339,8 @@ int cg_store_outbox_enqueue(cg_store *s, const cg_outbox_entry *e,
   if (cg_str_empty(e->card_json))
     return cg__store_seterr(t, CG_EINVAL, "card_json is empty");
   if (e->update_token && (rc = check_id(t, "update_token", e->update_token)))
+    return rc;
+  if (e->tenant_key && (rc = check_id(t, "tenant_key", e->tenant_key)))
     return rc;
   int64_t id = 0;
   rc = s->ops->outbox_enqueue(s->impl, t, e, now_ms, &id);
@@ -429,4 +432,29 @@ int cg_store_outbox_drop(cg_store *s, int64_t id) {
   cg__store_thread *t = begin(s);
   if (!t) return CG_ENOMEM;
   return s->ops->outbox_drop(s->impl, t, id);
+}
+
+/* ---- small key-value records ------------------------------------------- */
+
+int cg_store_kv_get(cg_store *s, const char *key, char **value) {
+  if (value) *value = NULL;
+  if (!s || !value) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  int rc = check_id(t, "key", key);
+  if (rc) return rc;
+  return s->ops->kv_get(s->impl, t, key, value);
+}
+
+int cg_store_kv_put(cg_store *s, const char *key, const char *value,
+                    int64_t now_ms) {
+  if (!s || !value) return CG_EINVAL;
+  cg__store_thread *t = begin(s);
+  if (!t) return CG_ENOMEM;
+  int rc = check_id(t, "key", key);
+  if (rc) return rc;
+  if (strlen(value) > CG__STORE_KV_MAX)
+    return cg__store_seterr(t, CG_ETOOBIG, "value of %s over %u bytes", key,
+                            CG__STORE_KV_MAX);
+  return s->ops->kv_put(s->impl, t, key, value, now_ms);
 }

@@ -14,6 +14,8 @@
 
 /* Longest last-error message kept per thread (longer ones are truncated). */
 #define CG__STORE_ERRLEN 512
+/* Longest value cg_store_kv_put accepts. */
+#define CG__STORE_KV_MAX 4096u
 
 /* One per thread that has called into a store. The generic layer (store.c)
  * owns the slot; the backend owns conn (created lazily on the thread's first
@@ -81,6 +83,11 @@ typedef struct cg__store_ops {
   int (*outbox_retry)(void *impl, cg__store_thread *t, int64_t id,
                       int64_t now_ms);
   int (*outbox_drop)(void *impl, cg__store_thread *t, int64_t id);
+  /* Small key-value records (kv table): *value malloc'd; CG_ENOTFOUND. */
+  int (*kv_get)(void *impl, cg__store_thread *t, const char *key,
+                char **value);
+  int (*kv_put)(void *impl, cg__store_thread *t, const char *key,
+                const char *value, int64_t now_ms);
   /* op: CG__STORE_TX_BEGIN, _COMMIT or _ROLLBACK for the calling thread. */
   int (*tx)(void *impl, cg__store_thread *t, int op);
 } cg__store_ops;
