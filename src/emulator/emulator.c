@@ -899,10 +899,15 @@ static void on_click_done(int rc, const cg__https_resp *resp, void *ud) {
     json_object_set_new(rec, "error", json_string(cg_err_name(rc)));
     json_object_set_new(rec, "detail", json_string(resp->detail));
   } else {
-    json_t *tok = json_object_get(e->card_tokens, k->token);
-    if (tok) json_object_set_new(tok, "answered", json_true());
     json_object_set_new(rec, "status", json_integer(resp->status));
     json_t *ans = json_loadb(resp->body, resp->body_len, 0, NULL);
+    /* The callback counts as answered (and its token becomes usable) only
+     * for an answer Lark accepts: 200, or a legacy callback's 400 toast
+     * ({"content":…}, lark.md §1.4) — not for an error status. */
+    int accepted = resp->status == 200 ||
+                   (!k->v2 && resp->status == 400 && json_is_string(json_object_get(ans, "content")));
+    json_t *tok = json_object_get(e->card_tokens, k->token);
+    if (tok && accepted) json_object_set_new(tok, "answered", json_true());
     json_object_set_new(rec, "answer",
                         ans ? json_incref(ans) : json_string(resp->body));
     json_t *card = NULL;

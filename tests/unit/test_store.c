@@ -653,6 +653,47 @@ static void test_actions(void **state) {
   cg_store_close(s);
 }
 
+/* A token replaced in a pending entry by a newer click's is never taken
+ * back (its spent uses would be forgotten and a third use possible). */
+static void test_outbox_token_never_taken_back(void **state) {
+  (void)state;
+  cg_store *s = open_ok(":memory:");
+  cg_outbox_entry e;
+  memset(&e, 0, sizeof e);
+  e.platform = (char *)"lark";
+  e.message_id = (char *)"om_tok";
+  e.card_json = (char *)"{\"v\":1}";
+  e.update_token = (char *)"c-A";
+  e.token_expires_at_ms = 1000 + 1800000;
+  int64_t id;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1000, &id), 0);
+  cg_outbox_entry *arr = NULL;
+  size_t n = 0;
+  assert_int_equal(cg_store_outbox_claim(s, 1000, 60000, 10, &arr, &n), 0);
+  assert_int_equal(n, 1);
+  int64_t rev = arr[0].revision;
+  cg_outbox_entries_free(arr, n);
+  /* one use of A spent, the attempt is retried later */
+  assert_int_equal(cg_store_outbox_reschedule(s, id, rev, "c-A", 1, 2000, "timeout", 1500), 0);
+  /* click B (later) answered late: its token takes over */
+  e.update_token = (char *)"c-B";
+  e.token_expires_at_ms = 5000 + 1800000;
+  e.card_json = (char *)"{\"v\":2}";
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 5000, &id), 0);
+  /* a follow-up for click A: the card is newer, the token stays B */
+  e.update_token = (char *)"c-A";
+  e.token_expires_at_ms = 1000 + 1800000;
+  e.card_json = (char *)"{\"v\":3}";
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 6000, &id), 0);
+  cg_outbox_entry got;
+  assert_int_equal(cg_store_outbox_get(s, id, &got), 0);
+  assert_string_equal(got.update_token, "c-B");
+  assert_int_equal(got.token_uses, 0);
+  assert_string_equal(got.card_json, "{\"v\":3}");
+  cg_outbox_entry_clear(&got);
+  cg_store_close(s);
+}
+
 static void test_transactions(void **state) {
   (void)state;
   tmpdir t;
@@ -998,6 +1039,7 @@ int main(void) {
       cmocka_unit_test(test_actions),
       cmocka_unit_test(test_file_survives_reopen),
       cmocka_unit_test(test_transactions),
+      cmocka_unit_test(test_outbox_token_never_taken_back),
       cmocka_unit_test(test_relative_path),
       cmocka_unit_test(test_outbox_enqueue_merge_claim),
       cmocka_unit_test(test_outbox_settle),

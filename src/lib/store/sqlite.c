@@ -135,6 +135,12 @@ enum {
   "token_expires_at_ms, card_json, state, attempts, next_attempt_at_ms, " \
   "last_error, created_at_ms, updated_at_ms, revision, tenant_key"
 
+/* In ST_OUTBOX_ENQUEUE's merge: a new token replaces the pending entry's
+ * only when it expires later (see there). */
+#define OUTBOX_TAKES_NEW_TOKEN                                           \
+  "(excluded.update_token IS NOT NULL AND (outbox.update_token IS NULL " \
+  "OR excluded.token_expires_at_ms > outbox.token_expires_at_ms))"
+
 static const char *const stmt_sql[ST__COUNT] = {
     [ST_SCHEMA_VERSION] =
         "SELECT coalesce(max(version), 0) FROM schema_migrations",
@@ -186,11 +192,15 @@ static const char *const stmt_sql[ST__COUNT] = {
         "?6, 1, ?7) "
         "ON CONFLICT(platform, message_id) WHERE state = 'pending' DO UPDATE "
         "SET card_json = excluded.card_json, "
-        "update_token = coalesce(excluded.update_token, outbox.update_token), "
-        "token_uses = CASE WHEN excluded.update_token IS NULL THEN "
-        "outbox.token_uses ELSE excluded.token_uses END, "
-        "token_expires_at_ms = CASE WHEN excluded.update_token IS NULL THEN "
-        "outbox.token_expires_at_ms ELSE excluded.token_expires_at_ms END, "
+        /* The entry keeps the token that expires last (the newest click's):
+         * a token once replaced is never taken back, so the uses it spent
+         * while it was this entry's can never be forgotten and exceeded. */
+        "update_token = CASE WHEN " OUTBOX_TAKES_NEW_TOKEN " THEN "
+        "excluded.update_token ELSE outbox.update_token END, "
+        "token_uses = CASE WHEN " OUTBOX_TAKES_NEW_TOKEN " THEN "
+        "excluded.token_uses ELSE outbox.token_uses END, "
+        "token_expires_at_ms = CASE WHEN " OUTBOX_TAKES_NEW_TOKEN " THEN "
+        "excluded.token_expires_at_ms ELSE outbox.token_expires_at_ms END, "
         "tenant_key = coalesce(excluded.tenant_key, outbox.tenant_key), "
         "revision = outbox.revision + 1, updated_at_ms = excluded.updated_at_ms "
         "RETURNING id",
