@@ -182,6 +182,12 @@ CG_EXTERN int cg_store_outbox_reschedule(cg_store *s, int64_t id,
                                          const char *token_used,
                                          int token_uses, int64_t next_at_ms,
                                          const char *error, int64_t now_ms);
+/* Like reschedule, but the wait is not an attempt (the platform said to
+ * wait — rate limited — or the token was retired): attempts unchanged. */
+CG_EXTERN int cg_store_outbox_wait(cg_store *s, int64_t id, int64_t revision,
+                                   const char *token_used, int token_uses,
+                                   int64_t next_at_ms, const char *error,
+                                   int64_t now_ms);
 CG_EXTERN int cg_store_outbox_dead(cg_store *s, int64_t id, int64_t revision,
                                    const char *token_used, int token_uses,
                                    const char *error, int64_t now_ms);
@@ -200,8 +206,9 @@ CG_EXTERN int cg_store_outbox_get(cg_store *s, int64_t id,
                                   cg_outbox_entry *out);
 
 /* Makes a dead or pending entry due at now_ms with fresh attempts. 0,
- * CG_ENOTFOUND, CG_ECONFLICT (delivered, or a newer pending update exists
- * for the same message), CG_ESTORE. */
+ * CG_ENOTFOUND, CG_EBUSY (it is being delivered right now: its lease has
+ * not ended), CG_ECONFLICT (delivered, or a newer pending update exists for
+ * the same message), CG_ESTORE. */
 CG_EXTERN int cg_store_outbox_retry(cg_store *s, int64_t id, int64_t now_ms);
 
 /* Deletes entry id whatever its state. 0, CG_ENOTFOUND, CG_ESTORE. */

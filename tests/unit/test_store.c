@@ -81,11 +81,11 @@ static cg_card_record card(const char *id, const char *state) {
 static void test_open_memory(void **state) {
   (void)state;
   cg_store *s = open_ok(":memory:");
-  assert_int_equal(cg_store_schema_version(s), 3);
+  assert_int_equal(cg_store_schema_version(s), 4);
   assert_string_equal(cg_store_last_error(s), "");
   cg_store_close(s);
   s = open_ok("sqlite::memory:");
-  assert_int_equal(cg_store_schema_version(s), 3);
+  assert_int_equal(cg_store_schema_version(s), 4);
   cg_store_close(s);
   cg_store_close(NULL);
 }
@@ -98,12 +98,12 @@ static void test_migrations_idempotent(void **state) {
   cg_fmt(url, sizeof url, "sqlite:%s", t.db);
   for (int i = 0; i < 3; i++) {
     cg_store *s = open_ok(i == 1 ? t.db : url);
-    assert_int_equal(cg_store_schema_version(s), 3);
+    assert_int_equal(cg_store_schema_version(s), 4);
     cg_store_close(s);
   }
-  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM schema_migrations"), 3);
+  assert_int_equal(raw_int(t.db, "SELECT count(*) FROM schema_migrations"), 4);
   assert_int_equal(raw_int(t.db, "SELECT max(version) FROM schema_migrations"),
-                   3);
+                   4);
   assert_true(raw_int(t.db, "SELECT min(applied_at) FROM schema_migrations") >
               1700000000000LL);
   assert_int_equal(raw_int(t.db,
@@ -133,7 +133,7 @@ static void test_migrations_idempotent(void **state) {
   assert_int_equal(err, CG_ESTORE);
   assert_string_equal(eb,
                       "sqlite: database schema version 99 is newer than "
-                      "this build knows (3)");
+                      "this build knows (4)");
   tmp_remove(&t);
 }
 
@@ -694,6 +694,48 @@ static void test_outbox_token_never_taken_back(void **state) {
   cg_store_close(s);
 }
 
+static void test_outbox_lease_and_waits(void **state) {
+  (void)state;
+  cg_store *s = open_ok(":memory:");
+  cg_outbox_entry e;
+  memset(&e, 0, sizeof e);
+  e.platform = (char *)"lark";
+  e.message_id = (char *)"om_lease";
+  e.card_json = (char *)"{\"v\":1}";
+  int64_t id;
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 1000, &id), 0);
+  cg_outbox_entry *arr = NULL;
+  size_t n = 0;
+  assert_int_equal(cg_store_outbox_claim(s, 1000, 60000, 10, &arr, &n), 0);
+  int64_t rev = arr[0].revision;
+  cg_outbox_entries_free(arr, n);
+  /* being delivered: a manual retry is refused, not a second send */
+  assert_int_equal(cg_store_outbox_retry(s, id, 2000), CG_EBUSY);
+  /* rate limited ten times: waits, not attempts */
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(cg_store_outbox_wait(s, id, rev, NULL, 0, 3000 + i, "rate limited", 2000 + i), 0);
+    assert_int_equal(cg_store_outbox_claim(s, 3000 + i, 60000, 10, &arr, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(arr[0].attempts, 0);
+    cg_outbox_entries_free(arr, n);
+  }
+  assert_int_equal(cg_store_outbox_reschedule(s, id, rev, NULL, 0, 90000, "timeout", 5000), 0);
+  cg_outbox_entry got;
+  assert_int_equal(cg_store_outbox_get(s, id, &got), 0);
+  assert_int_equal(got.attempts, 1);
+  cg_outbox_entry_clear(&got);
+  /* no longer leased: the retry goes through */
+  assert_int_equal(cg_store_outbox_retry(s, id, 6000), 0);
+  /* a new card merged in starts with fresh attempts */
+  assert_int_equal(cg_store_outbox_reschedule(s, id, rev, NULL, 0, 90000, "timeout", 7000), 0);
+  e.card_json = (char *)"{\"v\":2}";
+  assert_int_equal(cg_store_outbox_enqueue(s, &e, 8000, &id), 0);
+  assert_int_equal(cg_store_outbox_get(s, id, &got), 0);
+  assert_int_equal(got.attempts, 0);
+  cg_outbox_entry_clear(&got);
+  cg_store_close(s);
+}
+
 static void test_transactions(void **state) {
   (void)state;
   tmpdir t;
@@ -1040,6 +1082,7 @@ int main(void) {
       cmocka_unit_test(test_file_survives_reopen),
       cmocka_unit_test(test_transactions),
       cmocka_unit_test(test_outbox_token_never_taken_back),
+      cmocka_unit_test(test_outbox_lease_and_waits),
       cmocka_unit_test(test_relative_path),
       cmocka_unit_test(test_outbox_enqueue_merge_claim),
       cmocka_unit_test(test_outbox_settle),

@@ -95,7 +95,7 @@ typedef struct claim_job {
   char err[256];
 } claim_job;
 
-enum { SETTLE_DELIVERED = 1, SETTLE_RESCHEDULE, SETTLE_DEAD };
+enum { SETTLE_DELIVERED = 1, SETTLE_RESCHEDULE, SETTLE_DEAD, SETTLE_WAIT };
 
 typedef struct settle_job {
   cg__job job;
@@ -143,6 +143,10 @@ static void settle_run(cg__job *job, cg_store *s) {
     case SETTLE_RESCHEDULE:
       j->rc = cg_store_outbox_reschedule(s, j->id, j->revision, j->token_used, j->token_uses, j->next_at_ms,
                                          j->error, j->now_ms);
+      break;
+    case SETTLE_WAIT:
+      j->rc = cg_store_outbox_wait(s, j->id, j->revision, j->token_used, j->token_uses, j->next_at_ms, j->error,
+                                   j->now_ms);
       break;
     default:
       j->rc = cg_store_outbox_dead(s, j->id, j->revision, j->token_used, j->token_uses, j->error, j->now_ms);
@@ -241,7 +245,7 @@ static void on_result(const cg__lark_result *res, void *ud) {
     case CG__LARK_RATE_LIMITED:
       /* Lark said when: wait that long (plus a little jitter so a burst of
        * entries does not come back at the same millisecond). Not fatal. */
-      j->outcome = SETTLE_RESCHEDULE;
+      j->outcome = SETTLE_WAIT; /* not an attempt: many 429s never kill an entry */
       j->next_at_ms = now + (int64_t)res->retry_after_ms + (int64_t)(rnd(ob) % 250);
       ob->st.retried++;
       logf_(ob, CG_LOG_WARN, "outbox entry %lld: rate limited, retry in %llu ms (logid %s)", (long long)d->id,
@@ -251,7 +255,7 @@ static void on_result(const cg__lark_result *res, void *ud) {
       if (d->token && !res->token_error) {
         /* The card service refused the token (expired, used up, wrong
          * card): retire it and patch the message instead, at once. */
-        j->outcome = SETTLE_RESCHEDULE;
+        j->outcome = SETTLE_WAIT;
         j->token_uses = CG__OUTBOX_TOKEN_USES;
         j->kick = 1;
         ob->st.retried++;

@@ -99,6 +99,9 @@ static const char *const migrations[] = {
     "  key TEXT PRIMARY KEY NOT NULL,"
     "  value TEXT NOT NULL,"
     "  updated_at_ms INTEGER NOT NULL);",
+    /* 4: an outbox entry being delivered carries its lease, so a manual
+     * retry can tell it from one waiting for its next attempt. */
+    "ALTER TABLE outbox ADD COLUMN leased_until_ms INTEGER NOT NULL DEFAULT 0;",
 };
 #define N_MIGRATIONS ((int)CG_ARRAY_SIZE(migrations))
 
@@ -202,11 +205,12 @@ static const char *const stmt_sql[ST__COUNT] = {
         "token_expires_at_ms = CASE WHEN " OUTBOX_TAKES_NEW_TOKEN " THEN "
         "excluded.token_expires_at_ms ELSE outbox.token_expires_at_ms END, "
         "tenant_key = coalesce(excluded.tenant_key, outbox.tenant_key), "
-        "revision = outbox.revision + 1, updated_at_ms = excluded.updated_at_ms "
+        "revision = outbox.revision + 1, attempts = 0, "
+        "updated_at_ms = excluded.updated_at_ms "
         "RETURNING id",
     /* Claim = lease: due entries move to now + lease in one statement. */
     [ST_OUTBOX_CLAIM] =
-        "UPDATE outbox SET next_attempt_at_ms = ?2 WHERE id IN (SELECT id FROM "
+        "UPDATE outbox SET next_attempt_at_ms = ?2, leased_until_ms = ?2 WHERE id IN (SELECT id FROM "
         "outbox WHERE state = 'pending' AND next_attempt_at_ms <= ?1 ORDER BY "
         "next_attempt_at_ms, id LIMIT ?3) RETURNING " OUTBOX_COLUMNS,
     /* ?8: 1 delivered, 2 reschedule, 3 dead. A card replaced since the claim
@@ -218,9 +222,10 @@ static const char *const stmt_sql[ST__COUNT] = {
         "update_token = ?3 THEN ?4 ELSE 0 END, "
         "state = CASE WHEN revision = ?2 AND ?8 = 1 THEN 'delivered' "
         "WHEN revision = ?2 AND ?8 = 3 THEN 'dead' ELSE 'pending' END, "
-        "attempts = CASE WHEN revision <> ?2 AND ?8 <> 2 THEN 0 "
-        "ELSE attempts + 1 END, "
-        "next_attempt_at_ms = CASE WHEN ?8 = 2 THEN ?5 WHEN revision = ?2 "
+        /* ?8 = 4: a wait that is no attempt (rate limited, token retired) */
+        "attempts = CASE WHEN ?8 = 4 THEN attempts WHEN revision <> ?2 AND "
+        "?8 <> 2 THEN 0 ELSE attempts + 1 END, leased_until_ms = 0, "
+        "next_attempt_at_ms = CASE WHEN ?8 IN (2, 4) THEN ?5 WHEN revision = ?2 "
         "THEN next_attempt_at_ms ELSE ?7 END, "
         "last_error = CASE WHEN ?8 = 1 THEN NULL ELSE ?6 END, "
         "updated_at_ms = ?7 WHERE id = ?1 AND state = 'pending'",
@@ -231,7 +236,7 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_OUTBOX_RETRY] =
         "UPDATE outbox SET state = 'pending', attempts = 0, "
         "next_attempt_at_ms = ?2, updated_at_ms = ?2 WHERE id = ?1 AND "
-        "state IN ('pending', 'dead')",
+        "state IN ('pending', 'dead') AND leased_until_ms <= ?2",
     [ST_OUTBOX_DROP] = "DELETE FROM outbox WHERE id = ?1",
     [ST_KV_GET] = "SELECT value FROM kv WHERE key = ?1",
     [ST_KV_PUT] =
@@ -1084,14 +1089,20 @@ static int sq_outbox_retry(void *impl, cg__store_thread *t, int64_t id,
       changed = sqlite3_changes(c->db) == 1;
     stmt_done(st);
   }
-  if (rc == 0 && !changed) { /* delivered, or not there at all */
+  if (rc == 0 && !changed) { /* delivered, being delivered, or not there */
     cg_outbox_entry e;
     rc = sq_outbox_get(impl, t, id, &e);
     if (rc == 0) {
+      int busy = e.state && strcmp(e.state, "pending") == 0;
       cg_outbox_entry_clear(&e);
-      rc = cg__store_seterr(t, CG_ECONFLICT,
-                            "outbox entry %lld was delivered already",
-                            (long long)id);
+      rc = busy ? cg__store_seterr(t, CG_EBUSY,
+                                   "outbox entry %lld is being delivered right "
+                                   "now; see its outcome with 'cardgate outbox "
+                                   "show', retry it later if it fails",
+                                   (long long)id)
+                : cg__store_seterr(t, CG_ECONFLICT,
+                                   "outbox entry %lld was delivered already",
+                                   (long long)id);
     }
   }
   conn_release(c);

@@ -385,6 +385,13 @@ int cg_store_outbox_reschedule(cg_store *s, int64_t id, int64_t revision,
                 token_uses, next_at_ms, error, now_ms);
 }
 
+int cg_store_outbox_wait(cg_store *s, int64_t id, int64_t revision,
+                         const char *token_used, int token_uses,
+                         int64_t next_at_ms, const char *error, int64_t now_ms) {
+  return settle(s, CG__OUTBOX_WAIT, id, revision, token_used, token_uses,
+                next_at_ms, error, now_ms);
+}
+
 int cg_store_outbox_dead(cg_store *s, int64_t id, int64_t revision,
                          const char *token_used, int token_uses,
                          const char *error, int64_t now_ms) {

@@ -93,7 +93,7 @@ typedef struct cg__store_ops {
 } cg__store_ops;
 
 enum { CG__STORE_TX_BEGIN = 1, CG__STORE_TX_COMMIT = 2, CG__STORE_TX_ROLLBACK = 3 };
-enum { CG__OUTBOX_DELIVERED = 1, CG__OUTBOX_RESCHEDULE = 2, CG__OUTBOX_DEAD = 3 };
+enum { CG__OUTBOX_DELIVERED = 1, CG__OUTBOX_RESCHEDULE = 2, CG__OUTBOX_DEAD = 3, CG__OUTBOX_WAIT = 4 };
 
 struct cg_store {
   const cg__store_ops *ops;
