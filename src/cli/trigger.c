@@ -769,7 +769,7 @@ int cg_cli_trigger(int argc, char **argv) {
   char card_token[48], event_id[40], nonce[40], ts[32], create_time[32],
       challenge[48], preview_token[48];
   if (!o.card_token) {
-    strcpy(card_token, "c-");
+    memcpy(card_token, "c-", 3);
     if (random_hex(card_token + 2, 32) != 0) goto random_failed;
     o.card_token = card_token;
   }
