@@ -25,91 +25,27 @@
 #include "cardgate/error.h"
 #include "common/common.h"
 #include "lib/net/https_client.h"
+#include "support/fake_process.h"
 
 /* ------------------------------------------------------ the fake server */
 
-typedef struct fake {
-  pid_t pid;
-  FILE *in;  /* its stdin: commands */
-  FILE *out; /* its stdout: answers */
-  int port;
-} fake;
+static cg_test_fake g_fake;
 
-static fake g_fake;
-
-static int fake_start(fake *f) {
-  memset(f, 0, sizeof(*f));
-  const char *src = getenv("CG_SOURCE_DIR");
-  char script[4096];
-  if (src)
-    snprintf(script, sizeof(script), "%s/tests/unit/fake_lark_openapi.mjs",
-             src);
-  else
-    snprintf(script, sizeof(script), "%s", __FILE__);
-  if (!src) {
-    char *slash = strrchr(script, '/');
-    if (!slash) return -1;
-    snprintf(slash + 1, sizeof(script) - (size_t)(slash + 1 - script),
-             "fake_lark_openapi.mjs");
-  }
-  const char *node = getenv("CG_NODE") ? getenv("CG_NODE") : "node";
-  int to_child[2], from_child[2];
-  if (pipe(to_child) || pipe(from_child)) return -1;
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(to_child[0], 0);
-    dup2(from_child[1], 1);
-    close(to_child[1]);
-    close(from_child[0]);
-    /* No proxy may sit between the client and the fake. */
-    execlp(node, node, script, (char *)NULL);
-    _exit(127);
-  }
-  close(to_child[0]);
-  close(from_child[1]);
-  f->pid = pid;
-  f->in = fdopen(to_child[1], "w");
-  f->out = fdopen(from_child[0], "r");
-  struct pollfd p = {.fd = from_child[0], .events = POLLIN};
-  if (poll(&p, 1, 15000) != 1) return -1;
-  char line[256];
-  if (!fgets(line, sizeof(line), f->out)) return -1;
-  if (sscanf(line, "{\"port\":%d}", &f->port) != 1) return -1;
-  return 0;
-}
-
-static void fake_cmd(fake *f, const char *cmd, char *reply, size_t cap) {
-  fprintf(f->in, "%s\n", cmd);
-  fflush(f->in);
+static void fake_cmd(cg_test_fake *f, const char *cmd, char *reply,
+                     size_t cap) {
   char tmp[65536];
   if (!reply) {
     reply = tmp;
     cap = sizeof(tmp);
   }
-  assert_non_null(fgets(reply, (int)cap, f->out));
-}
-
-static void fake_stop(fake *f) {
-  if (f->in) fclose(f->in); /* the fake exits when its stdin closes */
-  if (f->out) fclose(f->out);
-  if (f->pid > 0) {
-    kill(f->pid, SIGTERM);
-    waitpid(f->pid, NULL, 0);
-  }
-  memset(f, 0, sizeof(*f));
+  assert_int_equal(cg_test_fake_send(f, cmd, reply, cap), 0);
 }
 
 static int group_setup(void **state) {
   (void)state;
-  unsetenv("http_proxy");
-  unsetenv("HTTP_PROXY");
-  unsetenv("https_proxy");
-  unsetenv("HTTPS_PROXY");
-  unsetenv("all_proxy");
-  unsetenv("ALL_PROXY");
+  cg_test_unset_proxies();
   signal(SIGPIPE, SIG_IGN);
-  if (fake_start(&g_fake) != 0) {
+  if (cg_test_fake_start(&g_fake, "fake_lark_openapi.mjs") != 0) {
     fprintf(stderr, "cannot start the fake server with node\n");
     return -1;
   }
@@ -118,7 +54,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
   (void)state;
-  fake_stop(&g_fake);
+  cg_test_fake_stop(&g_fake);
   return 0;
 }
 

@@ -24,86 +24,24 @@
 #include "cardgate.h"
 #include "common/common.h"
 #include "lib/core/upstream.h"
+#include "support/fake_process.h"
 
 /* ------------------------------------------------------ the fake server */
 
-typedef struct fake {
-  pid_t pid;
-  FILE *in;
-  FILE *out;
-  int port;
-} fake;
-
-static fake g_fake;
-
-static int fake_start(fake *f) {
-  memset(f, 0, sizeof(*f));
-  const char *src = getenv("CG_SOURCE_DIR");
-  char script[4096];
-  if (src) {
-    snprintf(script, sizeof(script), "%s/tests/unit/fake_upstream.mjs", src);
-  } else {
-    snprintf(script, sizeof(script), "%s", __FILE__);
-    char *slash = strrchr(script, '/');
-    if (!slash) return -1;
-    snprintf(slash + 1, sizeof(script) - (size_t)(slash + 1 - script),
-             "fake_upstream.mjs");
-  }
-  const char *node = getenv("CG_NODE") ? getenv("CG_NODE") : "node";
-  int to_child[2], from_child[2];
-  if (pipe(to_child) || pipe(from_child)) return -1;
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(to_child[0], 0);
-    dup2(from_child[1], 1);
-    close(to_child[1]);
-    close(from_child[0]);
-    execlp(node, node, script, (char *)NULL);
-    _exit(127);
-  }
-  close(to_child[0]);
-  close(from_child[1]);
-  f->pid = pid;
-  f->in = fdopen(to_child[1], "w");
-  f->out = fdopen(from_child[0], "r");
-  struct pollfd p = {.fd = from_child[0], .events = POLLIN};
-  if (poll(&p, 1, 15000) != 1) return -1;
-  char line[256];
-  if (!fgets(line, sizeof(line), f->out)) return -1;
-  if (sscanf(line, "{\"port\":%d}", &f->port) != 1) return -1;
-  return 0;
-}
+static cg_test_fake g_fake;
 
 /* The last request the fake received (caller json_decref()s). */
 static json_t *fake_last(void) {
-  fprintf(g_fake.in, "{\"cmd\":\"last\"}\n");
-  fflush(g_fake.in);
-  static char line[1 << 20];
-  assert_non_null(fgets(line, sizeof(line), g_fake.out));
-  json_t *j = json_loads(line, 0, NULL);
+  json_t *j = cg_test_fake_cmd(&g_fake, "{\"cmd\":\"last\"}");
   assert_non_null(j);
   return j;
 }
 
-static void fake_stop(fake *f) {
-  if (f->in) fclose(f->in);
-  if (f->out) fclose(f->out);
-  if (f->pid > 0) {
-    kill(f->pid, SIGTERM);
-    waitpid(f->pid, NULL, 0);
-  }
-  memset(f, 0, sizeof(*f));
-}
-
 static int group_setup(void **state) {
   (void)state;
-  static const char *const proxies[] = {"http_proxy",  "HTTP_PROXY",
-                                        "https_proxy", "HTTPS_PROXY",
-                                        "all_proxy",   "ALL_PROXY"};
-  for (size_t i = 0; i < CG_ARRAY_SIZE(proxies); i++) unsetenv(proxies[i]);
+  cg_test_unset_proxies();
   signal(SIGPIPE, SIG_IGN);
-  if (fake_start(&g_fake) != 0) {
+  if (cg_test_fake_start(&g_fake, "fake_upstream.mjs") != 0) {
     fprintf(stderr, "cannot start the fake upstream with node\n");
     return -1;
   }
@@ -112,7 +50,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
   (void)state;
-  fake_stop(&g_fake);
+  cg_test_fake_stop(&g_fake);
   return 0;
 }
 
