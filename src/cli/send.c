@@ -103,7 +103,7 @@ static void usage(FILE *f) {
       "  -h, --help             this help\n"
       "\n"
       "Examples:\n"
-      "  export LARK_APP_ID=cli_xxx LARK_APP_SECRET=xxx\n"
+      "  export LARK_APP_ID=cli_a1b2c3d4e5f60718 LARK_APP_SECRET=your-app-secret\n"
       "  cardgate send --workflow approval --to oc_1234567890abcdef\n"
       "  cardgate send --card card.json --to ou_abcdef --db /var/lib/cardgate.db\n"
       "  cardgate send --card card.json --to alice@example.com\n"
