@@ -477,6 +477,29 @@ void cg__lark_api_evict_token(cg__lark_api *api) {
   api->app_deadline = 0;
 }
 
+
+/* Answers every op of the detached list w with one token answer r: sends
+ * each with the token in *token (read again for each op: a callback before
+ * it may have evicted it — then the op starts over), fails them all when
+ * the client is closing, or completes them with r's failure. */
+static void serve_waiters(cg__lark_api *api, op *w, const cg__lark_result *r,
+                          char *const *token) {
+  while (w) {
+    op *o = w;
+    w = w->next;
+    o->next = NULL;
+    if (api->closing) {
+      op_fail(o, UV_ECANCELED);
+    } else if (r->cls == CG__LARK_OK) {
+      int src = *token ? send_attempt(o, *token) : op_start(o);
+      if (src) op_fail(o, src);
+    } else {
+      cg__lark_result copy = *r; /* op_complete stamps attempts */
+      op_complete(o, &copy);
+    }
+  }
+}
+
 static void on_token(int rc, const cg__https_resp *resp, void *ud) {
   cg__lark_api *api = ud;
   api->fetching = 0;
@@ -545,21 +568,7 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
    * a callback may start new calls (which queue afresh) or close us. */
   op *w = api->wait_head;
   api->wait_head = api->wait_tail = NULL;
-  while (w) {
-    op *o = w;
-    w = w->next;
-    o->next = NULL;
-    if (api->closing) {
-      op_fail(o, UV_ECANCELED);
-    } else if (r.cls == CG__LARK_OK) {
-      /* A callback before this one may have evicted the token. */
-      int src = api->token ? send_attempt(o, api->token) : op_start(o);
-      if (src) op_fail(o, src);
-    } else {
-      cg__lark_result copy = r; /* op_complete stamps attempts */
-      op_complete(o, &copy);
-    }
-  }
+  serve_waiters(api, w, &r, &api->token);
 }
 
 /* Sends o now with the cached token, or queues it behind the (single) token
@@ -939,20 +948,7 @@ static void on_tenant_token(int rc, const cg__https_resp *resp, void *ud) {
   op *w = t->wait_head;
   t->wait_head = t->wait_tail = NULL;
   t->serving = 1;
-  while (w) {
-    op *o = w;
-    w = w->next;
-    o->next = NULL;
-    if (api->closing) {
-      op_fail(o, UV_ECANCELED);
-    } else if (r.cls == CG__LARK_OK) {
-      int src = t->token ? send_attempt(o, t->token) : op_start(o);
-      if (src) op_fail(o, src);
-    } else {
-      cg__lark_result copy = r;
-      op_complete(o, &copy);
-    }
-  }
+  serve_waiters(api, w, &r, &t->token);
   t->serving = 0;
 }
 
