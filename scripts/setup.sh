@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libssl-dev
-      libjansson-dev libsqlite3-dev libcurl4-openssl-dev libjemalloc-dev openssl)
+      libjansson-dev libsqlite3-dev libcurl4-openssl-dev libjemalloc-dev openssl
+      libwslay-dev libprotobuf-c-dev protobuf-c-compiler)
 for a in "$@"; do
   case "$a" in
     --test) pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev nodejs npm valgrind sqlite3) ;;
@@ -31,8 +32,8 @@ if ((${#missing[@]})); then
 fi
 
 for a in "$@"; do
-  if { [ "$a" = --test ] || [ "$a" = --bench ]; } && [ ! -d tests/interop/node_modules/@larksuiteoapi ]; then
-    echo "setup: npm ci in tests/interop (official Lark Node SDK, pinned)"
+  if { [ "$a" = --test ] || [ "$a" = --bench ]; } && { [ ! -d tests/interop/node_modules/@larksuiteoapi ] || [ ! -d tests/interop/node_modules/dingtalk-stream ] || [ ! -d tests/interop/node_modules/ws ]; }; then
+    echo "setup: npm ci in tests/interop (official Lark and DingTalk Node SDKs, pinned)"
     (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done
