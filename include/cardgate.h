@@ -11,6 +11,7 @@
 #include "cardgate/workflow.h"
 #include "cardgate/app.h"
 #include "cardgate/server.h"
+#include "cardgate/stream.h"
 #include "cardgate/lark.h"
 #include "cardgate/version.h"
 

@@ -45,6 +45,15 @@ typedef struct cg_app_options {
    * in the store) and one tenant token per tenant key (docs/openapi.md).
    * 0 (default): a self-built app with one tenant token. */
   int lark_store_app;
+  /* DingTalk app credentials (Client ID = AppKey, Client Secret =
+   * AppSecret): the Stream client's default credentials and, with a store,
+   * the outbox's for late card updates (PUT /v1.0/card/instances). NULL or
+   * "" = not configured. Copied. */
+  const char *dingtalk_client_id;
+  const char *dingtalk_client_secret;
+  /* DingTalk Open API origin: NULL = "https://api.dingtalk.com"; http://
+   * only to a loopback host (the emulator). Copied. */
+  const char *dingtalk_base_url;
   /* Delivery attempts of one outbox entry before it is dead (default 8;
    * rate-limit waits do not end an entry). */
   uint32_t outbox_max_attempts;

@@ -45,6 +45,14 @@ typedef struct serve_cfg {
   int log_json;
   int log_level;
   int reuse_port;
+  int lark_ws;               /* --lark-transport ws */
+  long ping_timeout_ms;      /* --ping-timeout-ms (both long connections) */
+  const char *ca_file;
+  const char *dt_client_id;
+  const char *dt_client_secret;
+  const char *dt_base_url;
+  const char *dt_card_template; /* card sent on a chatbot message */
+  const char *dt_card_vars;     /* JSON object merged into the workflow's vars */
 } serve_cfg;
 
 static const char serve_help[] =
@@ -75,6 +83,20 @@ static const char serve_help[] =
     "  --lark-app-type T        self-built (default) or store: a marketplace app that\n"
     "                           takes its app_ticket from the app_ticket event and\n"
     "                           updates cards with each tenant's own token\n"
+    "Long connections (no public URL needed; docs/long-connection.md):\n"
+    "  --lark-transport T       http (default: webhooks) or ws: also receive over the Lark\n"
+    "                           long connection (needs --app-id/--app-secret of a\n"
+    "                           self-built app; the bootstrap goes to --lark-base-url)\n"
+    "  --dingtalk-client-id ID  DingTalk Stream mode: env DINGTALK_CLIENT_ID (AppKey)\n"
+    "  --dingtalk-client-secret S  env DINGTALK_CLIENT_SECRET (AppSecret)\n"
+    "  --dingtalk-base-url URL  DingTalk API origin (default https://api.dingtalk.com)\n"
+    "  --dingtalk-card-template ID  answer a chat message to the bot with this card\n"
+    "                           template (the approval card: its variables are the\n"
+    "                           approval workflow's, see --dingtalk-card-vars)\n"
+    "  --dingtalk-card-vars JSON  variables that override the workflow's initial ones\n"
+    "  --ping-timeout-ms MS     declare a silent connection dead after (default 10000\n"
+    "                           Lark after a ping, 5000 DingTalk after a WS ping)\n"
+    "  --ca-file PEM            CA bundle for wss:// (default: the system's)\n"
     "Behaviour:\n"
     "  --db PATH                SQLite store (default cardgate.db)\n"
     "  --workflow FILE          load a workflow (repeatable); replaces the built-ins\n"
@@ -106,6 +128,7 @@ enum {
 };
 
 enum { O_LARKBASE = 400, O_LARKAPPTYPE }; /* outbox options (kept apart from the list above) */
+enum { O_LARKTRANSPORT = 500, O_PINGTO, O_CAFILE, O_DTID, O_DTSECRET, O_DTBASE, O_DTTEMPLATE, O_DTVARS };
 
 static const struct option serve_opts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -135,6 +158,14 @@ static const struct option serve_opts[] = {
     {"upstream", required_argument, 0, O_UPSTREAM},
     {"upstream-secret", required_argument, 0, O_UPSTREAM_SECRET},
     {"upstream-timeout-ms", required_argument, 0, O_UPSTREAM_TIMEOUT},
+    {"lark-transport", required_argument, 0, O_LARKTRANSPORT},
+    {"ping-timeout-ms", required_argument, 0, O_PINGTO},
+    {"ca-file", required_argument, 0, O_CAFILE},
+    {"dingtalk-client-id", required_argument, 0, O_DTID},
+    {"dingtalk-client-secret", required_argument, 0, O_DTSECRET},
+    {"dingtalk-base-url", required_argument, 0, O_DTBASE},
+    {"dingtalk-card-template", required_argument, 0, O_DTTEMPLATE},
+    {"dingtalk-card-vars", required_argument, 0, O_DTVARS},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
 
@@ -203,6 +234,18 @@ static int apply(serve_cfg *c, int id, const char *name, const char *v) {
       break;
     case O_UPSTREAM_SECRET: c->upstream_secret = v; break;
     case O_UPSTREAM_TIMEOUT: return parse_num(name, v, 1, 600000, &c->upstream_timeout_ms);
+    case O_LARKTRANSPORT:
+      if (v && !strcmp(v, "ws")) c->lark_ws = 1;
+      else if (v && !strcmp(v, "http")) c->lark_ws = 0;
+      else return cg_cli_usage_error("serve", "--%s is http or ws, got '%s'", name, v ? v : "");
+      break;
+    case O_PINGTO: return parse_num(name, v, 100, 600000, &c->ping_timeout_ms);
+    case O_CAFILE: c->ca_file = v; break;
+    case O_DTID: c->dt_client_id = v; break;
+    case O_DTSECRET: c->dt_client_secret = v; break;
+    case O_DTBASE: c->dt_base_url = v; break;
+    case O_DTTEMPLATE: c->dt_card_template = v; break;
+    case O_DTVARS: c->dt_card_vars = v; break;
     case O_NOBUILTIN: c->no_builtin = 1; break;
     case O_REUSEPORT: c->reuse_port = 1; break;
     case O_LOGFMT:
@@ -296,7 +339,10 @@ typedef struct serve_state {
   uv_timer_t drain; /* bounds the drain after the first signal */
   uint64_t drain_ms;
   cg_app *app;
+  cg_lark_ws *lark_ws;          /* or NULL */
+  cg_dingtalk_stream *dt;       /* or NULL */
   int stopping;
+  int failed; /* a long connection stopped for good */
 } serve_state;
 
 static void server_closed(void *ud) {
@@ -319,14 +365,42 @@ static void on_drain_timeout(uv_timer_t *t) {
   stop_now("requests still in flight after the drain time");
 }
 
+static void begin_stop(serve_state *st) {
+  st->stopping = 1;
+  uv_timer_start(&st->drain, on_drain_timeout, st->drain_ms, 0);
+  if (st->lark_ws) cg_lark_ws_close(st->lark_ws, NULL, NULL);
+  if (st->dt) cg_dingtalk_stream_close(st->dt, NULL, NULL);
+  st->lark_ws = NULL;
+  st->dt = NULL;
+  cg_server_close(st->server, server_closed, st);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   serve_state *st = h->data;
   if (st->stopping) stop_now("second signal");
-  st->stopping = 1;
   fprintf(stderr, "cardgate: %s received, draining in-flight requests and stopping (a second signal stops at once)\n",
           signum == SIGINT ? "SIGINT" : "SIGTERM");
-  uv_timer_start(&st->drain, on_drain_timeout, st->drain_ms, 0);
-  cg_server_close(st->server, server_closed, st);
+  begin_stop(st);
+}
+
+/* A long connection that stopped for good (bad credentials, too many
+ * connections, retries used up) stops the program: a receiver that cannot
+ * receive should not look alive to its supervisor. */
+static uv_idle_t fail_idle; /* leaves the client's callback before closing it */
+static void fail_stop(uv_idle_t *h) {
+  serve_state *st = h->data;
+  uv_close((uv_handle_t *)h, NULL);
+  if (!st->stopping) begin_stop(st);
+}
+
+static void on_conn_state(cg_conn_state state, const char *detail, void *ud) {
+  serve_state *st = ud;
+  if (state != CG_CONN_FAILED || st->stopping || st->failed) return;
+  st->failed = 1;
+  fprintf(stderr, "cardgate: a long connection stopped for good: %s\ncardgate: stopping\n", detail);
+  uv_idle_init(st->loop, &fail_idle);
+  fail_idle.data = st;
+  uv_idle_start(&fail_idle, fail_stop);
 }
 
 /* Sidecar routes, registered before the workflows so that they win. */
@@ -347,6 +421,18 @@ static int add_upstreams(cg_app *app, const serve_cfg *c) {
               cg_app_last_error(app)[0] ? cg_app_last_error(app) : cg_strerror(rc));
       return 1;
     }
+  }
+  return 0;
+}
+
+/* DingTalk: a chat message to the bot answered with the approval card. */
+static int add_dingtalk_sender(cg_app *app, const serve_cfg *c) {
+  if (!c->dt_card_template) return 0;
+  int rc = cg_app_dingtalk_card_on_message(app, NULL, c->dt_card_template, "approval", c->dt_card_vars);
+  if (rc != 0) {
+    fprintf(stderr, "cardgate serve: --dingtalk-card-template: %s\n",
+            cg_app_last_error(app)[0] ? cg_app_last_error(app) : cg_strerror(rc));
+    return 1;
   }
   return 0;
 }
@@ -385,6 +471,46 @@ static int add_workflows(cg_app *app, const serve_cfg *c) {
   return 0;
 }
 
+static int start_long_connections(serve_state *st, const serve_cfg *c) {
+  if (c->lark_ws) {
+    cg_lark_ws_options lo;
+    cg_lark_ws_options_init(&lo);
+    lo.base_url = c->lark_base_url;
+    lo.ca_file = c->ca_file;
+    lo.ping_timeout_ms = (uint32_t)c->ping_timeout_ms;
+    lo.on_state = on_conn_state;
+    lo.on_state_ud = st;
+    int e = 0;
+    st->lark_ws = cg_lark_ws_new(st->app, &lo, &e);
+    if (!st->lark_ws) {
+      fprintf(stderr, "cardgate serve: --lark-transport ws: %s\n",
+              cg_app_last_error(st->app)[0] ? cg_app_last_error(st->app) : cg_strerror(e));
+      return 1;
+    }
+    cg_lark_ws_start(st->lark_ws);
+    printf("cardgate: Lark long connection starting (state in /healthz)\n");
+  }
+  if (c->dt_client_id || c->dt_client_secret) {
+    cg_dingtalk_stream_options dso;
+    cg_dingtalk_stream_options_init(&dso);
+    dso.base_url = c->dt_base_url;
+    dso.ca_file = c->ca_file;
+    dso.pong_timeout_ms = (uint32_t)c->ping_timeout_ms;
+    dso.on_state = on_conn_state;
+    dso.on_state_ud = st;
+    int e = 0;
+    st->dt = cg_dingtalk_stream_new(st->app, &dso, &e);
+    if (!st->dt) {
+      fprintf(stderr, "cardgate serve: DingTalk Stream: %s\n",
+              cg_app_last_error(st->app)[0] ? cg_app_last_error(st->app) : cg_strerror(e));
+      return 1;
+    }
+    cg_dingtalk_stream_start(st->dt);
+    printf("cardgate: DingTalk Stream connection starting (state in /healthz)\n");
+  }
+  return 0;
+}
+
 int cg_cli_serve(int argc, char **argv) {
   serve_cfg c;
   memset(&c, 0, sizeof(c));
@@ -406,6 +532,8 @@ int cg_cli_serve(int argc, char **argv) {
   if (cg_cli_env("LARK_ENCRYPT_KEY")) c.encrypt_key = cg_cli_env("LARK_ENCRYPT_KEY");
   if (cg_cli_env("LARK_APP_ID")) c.app_id = cg_cli_env("LARK_APP_ID");
   if (cg_cli_env("LARK_APP_SECRET")) c.app_secret = cg_cli_env("LARK_APP_SECRET");
+  if (cg_cli_env("DINGTALK_CLIENT_ID")) c.dt_client_id = cg_cli_env("DINGTALK_CLIENT_ID");
+  if (cg_cli_env("DINGTALK_CLIENT_SECRET")) c.dt_client_secret = cg_cli_env("DINGTALK_CLIENT_SECRET");
   if (cg_cli_env("CARDGATE_UPSTREAM_SECRET")) c.upstream_secret = cg_cli_env("CARDGATE_UPSTREAM_SECRET");
 
   int ch;
@@ -455,6 +583,9 @@ int cg_cli_serve(int argc, char **argv) {
   ao.lark_app_secret = c.app_secret;
   ao.lark_base_url = c.lark_base_url;
   ao.lark_store_app = c.lark_store_app;
+  ao.dingtalk_client_id = c.dt_client_id;
+  ao.dingtalk_client_secret = c.dt_client_secret;
+  ao.dingtalk_base_url = c.dt_base_url;
   if (c.deadline_ms) ao.deadline_ms = (uint32_t)c.deadline_ms;
   ao.replay_window_s = (uint32_t)c.replay_window_s;
   ao.store = store;
@@ -467,7 +598,12 @@ int cg_cli_serve(int argc, char **argv) {
     rc = 1;
     goto out_store;
   }
-  if (add_upstreams(app, &c) != 0 || add_workflows(app, &c) != 0) {
+  if (c.dt_card_template && !c.dt_client_id) {
+    fprintf(stderr, "cardgate serve: --dingtalk-card-template needs --dingtalk-client-id and -secret\n");
+    rc = 1;
+    goto out_app;
+  }
+  if (add_upstreams(app, &c) != 0 || add_workflows(app, &c) != 0 || add_dingtalk_sender(app, &c) != 0) {
     rc = 1;
     goto out_app;
   }
@@ -501,7 +637,14 @@ int cg_cli_serve(int argc, char **argv) {
     rc = 1;
     goto out_app;
   }
-  if (!c.verification_token && !c.encrypt_key)
+  if (start_long_connections(&st, &c) != 0) {
+    st.failed = 1;
+    begin_stop(&st);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = 1;
+    goto out_app;
+  }
+  if (!c.verification_token && !c.encrypt_key && !c.lark_ws)
     cg_cli_log_fn(CG_LOG_WARN, "serve",
                   "no LARK_VERIFICATION_TOKEN or LARK_ENCRYPT_KEY configured: callbacks are NOT verified "
                   "(development mode); set them to the values in the developer console",
@@ -530,6 +673,7 @@ int cg_cli_serve(int argc, char **argv) {
 
   uv_run(&loop, UV_RUN_DEFAULT);
   fprintf(stderr, "cardgate: stopped\n");
+  if (st.failed) rc = 1;
 
 out_app:
   cg_app_free(app);

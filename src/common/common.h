@@ -54,6 +54,13 @@ void cg_fmt(char *dst, size_t cap, const char *fmt, ...)
 int cg_parse_i64(const char *s, size_t n, int64_t *out);
 /* 1 when s is NULL or "". */
 int cg_str_empty(const char *s);
+/* 1 when u is an origin cardgate may send secrets to: https://host[:port]
+ * (any host), or http:// to a loopback host only (127.0.0.0/8, [::1],
+ * localhost) for tests and the emulator. No path, query or fragment (one
+ * trailing '/' is allowed). */
+int cg_origin_ok(const char *u);
+/* Zeroes n bytes in a way the compiler keeps (secrets before free). */
+void cg_cleanse(void *p, size_t n);
 
 /* Clocks. */
 int64_t cg_now_ms(void);        /* wall clock, ms since the epoch */

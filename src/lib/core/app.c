@@ -9,6 +9,8 @@
 
 #include "../../common/common.h"
 #include "../../common/limits.h"
+#include "../codec/dingtalk_stream.h"
+#include "../transport/conn_int.h"
 #include "../codec/lark_webhook.h"
 #include "action_int.h"
 #include "app_int.h"
@@ -34,6 +36,9 @@ struct cg_app {
   char *encrypt_key;
   char *app_id;
   char *app_secret;
+  char *dt_client_id;     /* DingTalk Client ID, or NULL */
+  char *dt_client_secret; /* DingTalk Client Secret, or NULL */
+  char *dt_base_url;      /* DingTalk Open API origin, or NULL (default) */
   cg__lark_secrets secrets;
   cg__lark_keys *lark_keys; /* secrets.keys: prepared once, loop thread only */
   uint32_t deadline_ms;
@@ -59,6 +64,7 @@ struct cg_app {
   cg__outbox *outbox;        /* late / follow-up updates, or NULL */
   struct cg_followup *followups; /* live follow-ups, detached by cg_app_free */
   cg__upstreams *upstreams;  /* sidecar routes and their HTTP client, or NULL */
+  cg__app_conn *conns;       /* long connections feeding this app (/healthz) */
   char last_error[512];
 };
 
@@ -109,6 +115,15 @@ void cg__log(const cg_app *app, cg_log_level level, const char *component,
 
 uv_loop_t *cg__app_loop(const cg_app *app) { return app->loop; }
 cg_store *cg__app_store(const cg_app *app) { return app->store; }
+const char *cg__app_lark_app_id(const cg_app *app) { return app->app_id; }
+const char *cg__app_lark_app_secret(const cg_app *app) { return app->app_secret; }
+const char *cg__app_dingtalk_client_id(const cg_app *app) { return app->dt_client_id; }
+const char *cg__app_dingtalk_client_secret(const cg_app *app) { return app->dt_client_secret; }
+void cg__app_log_cfg(const cg_app *app, cg_log_fn *fn, void **ud, cg_log_level *level) {
+  *fn = app->log;
+  *ud = app->log_ud;
+  *level = app->log_level;
+}
 uint32_t cg__app_deadline_ms(const cg_app *app) { return app->deadline_ms; }
 const char *cg_app_last_error(const cg_app *app) { return app->last_error; }
 cg__upstreams **cg__app_upstreams(cg_app *app) { return &app->upstreams; }
@@ -234,6 +249,13 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
   app->encrypt_key = dup_secret(o->lark_encrypt_key);
   app->app_id = dup_secret(o->lark_app_id);
   app->app_secret = dup_secret(o->lark_app_secret);
+  app->dt_client_id = dup_secret(o->dingtalk_client_id);
+  app->dt_client_secret = dup_secret(o->dingtalk_client_secret);
+  app->dt_base_url = dup_secret(o->dingtalk_base_url);
+  if ((!cg_str_empty(o->dingtalk_client_id) && !app->dt_client_id) ||
+      (!cg_str_empty(o->dingtalk_client_secret) && !app->dt_client_secret) ||
+      (!cg_str_empty(o->dingtalk_base_url) && !app->dt_base_url))
+    goto fail;
   if ((!cg_str_empty(o->lark_verification_token) && !app->verification_token) ||
       (!cg_str_empty(o->lark_encrypt_key) && !app->encrypt_key) ||
       (!cg_str_empty(o->lark_app_id) && !app->app_id) ||
@@ -307,6 +329,9 @@ fail:
     free(app->encrypt_key);
     free(app->app_id);
     free(app->app_secret);
+    free(app->dt_client_id);
+    free(app->dt_client_secret);
+    free(app->dt_base_url);
     free(app);
   }
   if (err) *err = rc;
@@ -357,6 +382,10 @@ void cg_app_free(cg_app *app) {
   free(app->encrypt_key);
   free(app->app_id);
   free(app->app_secret);
+  if (app->dt_client_secret) memset(app->dt_client_secret, 0, strlen(app->dt_client_secret));
+  free(app->dt_client_id);
+  free(app->dt_client_secret);
+  free(app->dt_base_url);
   free(app);
 }
 
@@ -467,11 +496,25 @@ static void finish_answer(struct cg_responder *r, int status, const char *body, 
   r->done(status, body, len, r->done_ud);
 }
 
+/* The reply in the bytes of the platform and format the action came in. */
+static int encode_reply(cg_app *app, const cg_action *a, const cg_reply *reply,
+                        int *status, cg_buf *out) {
+  if (a->platform != CG_PLATFORM_DINGTALK)
+    return cg__lark_encode_reply(a, reply, status, out);
+  char dropped[128] = "";
+  *status = 200;
+  int rc = cg__dt_encode_reply(a, reply, out, dropped);
+  if (rc == 0 && dropped[0])
+    cg__log(app, CG_LOG_WARN, "dingtalk", "reply for card %s: %s",
+            a->message_id ? a->message_id : "(none)", dropped);
+  return rc;
+}
+
 static void answer_keep(struct cg_responder *r) {
   cg_app *app = r->app;
   int status = 200;
   cg_buf_reset(&app->enc);
-  if (cg__lark_encode_reply(&r->action->pub, NULL, &status, &app->enc) != 0) {
+  if (encode_reply(app, &r->action->pub, NULL, &status, &app->enc) != 0) {
     finish_answer(r, 200, "{}", 2);
     return;
   }
@@ -552,7 +595,7 @@ int cg_respond(cg_responder *r, cg_reply *reply) {
   cg_app *app = r->app;
   int status = 200;
   cg_buf_reset(&app->enc);
-  int rc = cg__lark_encode_reply(&r->action->pub, reply, &status, &app->enc);
+  int rc = encode_reply(app, &r->action->pub, reply, &status, &app->enc);
   cg_reply_free(reply);
   if (rc != 0) {
     cg__log(app, CG_LOG_ERROR, "core", "could not encode the handler's reply (%s): answered \"keep the card\"",
@@ -767,6 +810,102 @@ int cg_app_handle_lark_http(cg_app *app, cg_lark_endpoint ep,
     }
   }
   cg__lark_msg_clear(&m);
+  return 0;
+}
+
+/* ------------------------------------------------ long connections */
+
+int cg__app_handle_lark_plain(cg_app *app, const char *body, size_t len,
+                              cg_http_done_fn done, void *ud) {
+  if (!app || !body || !done) return CG_EINVAL;
+  /* Frames on the long connection are authenticated by the connection
+   * itself and carry plaintext JSON: no signature, token or decryption
+   * (lark.md §3.8). The body's shape still decides its format. */
+  cg__lark_secrets none;
+  memset(&none, 0, sizeof none);
+  cg_http_request req;
+  memset(&req, 0, sizeof req);
+  req.body = body;
+  req.body_len = len;
+  cg__lark_msg m;
+  cg__lark_error e;
+  memset(&m, 0, sizeof(m));
+  memset(&e, 0, sizeof(e));
+  int rc = cg__lark_decode(&none, CG_LARK_ENDPOINT_EVENT, &req, cg_now_ms(), &m, &e);
+  if (rc != 0) {
+    if (rc == CG_ENOMEM) return rc;
+    cg__log(app, CG_LOG_WARN, "lark-ws", "dropped a message: %s", e.msg);
+    answer_error(app, &e, done, ud);
+    return 0;
+  }
+  if (m.type != CG__LARK_MSG_ACTION) {
+    cg__log(app, CG_LOG_INFO, "lark-ws", "%s %s: nothing to do in cardgate, acknowledged",
+            m.type == CG__LARK_MSG_CHALLENGE ? "challenge" : "event",
+            m.event_type ? m.event_type : "(no type)");
+    cg__lark_msg_clear(&m);
+    done(200, NULL, 0, ud);
+    return 0;
+  }
+  cg__action_rec *a = m.action;
+  m.action = NULL;
+  cg__lark_msg_clear(&m);
+  a->pub.transport = CG_TRANSPORT_LARK_WS;
+  return cg__app_dispatch(app, a, done, ud);
+}
+
+void cg__app_conn_add(cg_app *app, cg__app_conn *n) {
+  n->prev = NULL;
+  n->next = app->conns;
+  if (app->conns) app->conns->prev = n;
+  app->conns = n;
+}
+
+void cg__app_conn_remove(cg_app *app, cg__app_conn *n) {
+  if (n->prev) n->prev->next = n->next;
+  else if (app->conns == n) app->conns = n->next;
+  if (n->next) n->next->prev = n->prev;
+  n->prev = n->next = NULL;
+}
+
+int cg__app_conns_json(const cg_app *app, cg_buf *out, int *failed) {
+  *failed = 0;
+  if (!app->conns) return 0;
+  int rc = cg_buf_appends(out, ",\"long_connections\":[");
+  for (const cg__app_conn *n = app->conns; n && rc == 0; n = n->next) {
+    const char *detail = "";
+    cg_conn_state st = n->state(n->self, &detail);
+    if (st == CG_CONN_FAILED) *failed = 1;
+    rc = cg_buf_appendf(out, "%s{\"transport\":\"%s\",\"id\":", n == app->conns ? "" : ",",
+                        n->transport);
+    if (rc == 0) rc = cg_buf_append_json_str(out, n->id, strlen(n->id));
+    if (rc == 0) rc = cg_buf_appendf(out, ",\"state\":\"%s\",\"detail\":", cg_conn_state_name(st));
+    if (rc == 0) rc = cg_buf_append_json_str(out, detail, strlen(detail));
+    if (rc == 0) rc = cg_buf_appends(out, "}");
+  }
+  if (rc == 0) rc = cg_buf_appends(out, "]");
+  return rc;
+}
+
+const char *cg_conn_state_name(cg_conn_state s) {
+  switch (s) {
+    case CG_CONN_IDLE: return "idle";
+    case CG_CONN_CONNECTING: return "connecting";
+    case CG_CONN_CONNECTED: return "connected";
+    case CG_CONN_WAITING: return "waiting";
+    case CG_CONN_FAILED: return "failed";
+    case CG_CONN_CLOSED: return "closed";
+  }
+  return "unknown";
+}
+
+int cg__app_dispatch(cg_app *app, cg__action_rec *a, cg_http_done_fn done, void *ud) {
+  struct cg_responder *r = responder_new(app, a, done, ud);
+  if (!r) {
+    cg__action_free(a);
+    return CG_ENOMEM;
+  }
+  if (a->pub.event_id) return cg__app_dedupe_then_run(app, r);
+  run(r);
   return 0;
 }
 

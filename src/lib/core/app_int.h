@@ -21,6 +21,29 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r);
 void cg__app_store_seen_answer(cg_app *app, const char *event_id, int status,
                                const char *body);
 
+/* Long connections (src/lib/transport/). done gets the answer like an HTTP
+ * callback's: (status, body) — body NULL when there is nothing to answer
+ * (an event cardgate does not handle). */
+struct cg__action_rec;
+/* A plaintext Lark payload from the long connection: decoded by its shape,
+ * no verification (lark.md §3.8). 0 when done will be called; CG_ENOMEM. */
+int cg__app_handle_lark_plain(cg_app *app, const char *body, size_t len,
+                              cg_http_done_fn done, void *ud);
+/* Runs a decoded action (owned; freed on failure) through duplicate
+ * suppression (when it has an event id), the routes and the deadline.
+ * 0 when done will be called; CG_ENOMEM. */
+int cg__app_dispatch(cg_app *app, struct cg__action_rec *a,
+                     cg_http_done_fn done, void *ud);
+/* The app's Lark app id / secret and DingTalk client id / secret (NULL
+ * when not configured); borrowed. */
+const char *cg__app_lark_app_id(const cg_app *app);
+const char *cg__app_lark_app_secret(const cg_app *app);
+const char *cg__app_dingtalk_client_id(const cg_app *app);
+const char *cg__app_dingtalk_client_secret(const cg_app *app);
+/* The log callback, for components made beside the app. */
+void cg__app_log_cfg(const cg_app *app, cg_log_fn *fn, void **ud,
+                     cg_log_level *level);
+
 /* Sidecar routes (upstream.c): the app's slot for its upstream set (freed
  * by cg_app_free), and the buffer behind cg_app_last_error. */
 struct cg__upstreams;

@@ -19,6 +19,7 @@
 #include "../../common/limits.h"
 #include "../codec/lark_webhook.h"
 #include "../core/app_int.h"
+#include "../transport/conn_int.h"
 #include "cardgate/server.h"
 #include "http_server_int.h"
 
@@ -985,14 +986,24 @@ static void dispatch(conn *c) {
       dispatch_app(c);
       break;
     case R_HEALTH: {
-      char body[160];
-      int n =
-          snprintf(body, sizeof(body),
-                   "{\"status\":\"%s\",\"connections\":%u,\"requests\":%llu}",
-                   s->closing ? "closing" : "ok", (unsigned)s->nconns,
-                   (unsigned long long)s->nrequests);
-      if (n < 0 || (size_t)n >= sizeof(body)) n = 0;
-      conn_respond(c, s->closing ? 503 : 200, NULL, body, (size_t)n, 0);
+      /* The server, and every long connection feeding the same app: one
+       * that stopped for good makes the whole unhealthy (503). */
+      cg_buf conns, body;
+      cg_buf_init(&conns, 64 * 1024);
+      cg_buf_init(&body, 80 * 1024);
+      int failed = 0;
+      if (s->app && cg__app_conns_json(s->app, &conns, &failed) != 0) cg_buf_reset(&conns);
+      const char *status = s->closing ? "closing" : failed ? "failed" : "ok";
+      if (cg_buf_appendf(&body, "{\"status\":\"%s\",\"connections\":%u,\"requests\":%llu", status,
+                         (unsigned)s->nconns, (unsigned long long)s->nrequests) != 0 ||
+          cg_buf_append(&body, conns.data ? conns.data : "", conns.len) != 0 ||
+          cg_buf_appends(&body, "}") != 0) {
+        conn_respond(c, 500, NULL, "{}", 2, 0);
+      } else {
+        conn_respond(c, s->closing || failed ? 503 : 200, NULL, body.data, body.len, 0);
+      }
+      cg_buf_free(&conns);
+      cg_buf_free(&body);
       break;
     }
     case R_BAD_METHOD:

@@ -1214,52 +1214,6 @@ void cg__lark_api_options_init(cg__lark_api_options *o) {
   o->log_level = CG_LOG_INFO;
 }
 
-/* https://host[:port] (any host), or http:// to a loopback host only
- * (127.0.0.0/8, [::1], localhost): the app secret and the tokens must not
- * cross a network in clear text. An origin only: no path, query or
- * fragment (a trailing '/' is dropped). */
-static int base_url_ok(const char *u) {
-  const char *host;
-  int https = 0;
-  if (strncasecmp(u, "https://", 8) == 0) {
-    host = u + 8;
-    https = 1;
-  } else if (strncasecmp(u, "http://", 7) == 0) {
-    host = u + 7;
-  } else {
-    return 0;
-  }
-  if (!*host || strlen(u) > 512 || strpbrk(u, " \t\r\n?#@")) return 0;
-  const char *slash = strchr(host, '/');
-  if (slash && slash[1]) return 0;
-  size_t hl = slash ? (size_t)(slash - host) : strlen(host);
-  if (hl == 0) return 0;
-  if (https) return 1;
-  char name[64];
-  if (hl >= sizeof(name)) return 0;
-  memcpy(name, host, hl);
-  name[hl] = '\0';
-  /* Drop the port: after ']' for IPv6, else after the last ':'. */
-  char *h = name;
-  if (name[0] == '[') {
-    char *close = strchr(name, ']');
-    if (!close || (close[1] && close[1] != ':')) return 0;
-    *close = '\0';
-    h = name + 1;
-  } else {
-    char *colon = strrchr(name, ':');
-    if (colon) *colon = '\0';
-  }
-  if (strcasecmp(h, "localhost") == 0) return 1;
-  unsigned char a[16];
-  if (inet_pton(AF_INET, h, a) == 1) return a[0] == 127;
-  if (name[0] == '[' && inet_pton(AF_INET6, h, a) == 1) {
-    static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 0, 0, 1};
-    return memcmp(a, one, 16) == 0;
-  }
-  return 0;
-}
 
 static void api_free(cg__lark_api *api) {
   token_clear(api);
@@ -1290,7 +1244,7 @@ cg__lark_api *cg__lark_api_new(uv_loop_t *loop, const cg__lark_api_options *o,
     return NULL;
   }
   const char *base = o->base_url ? o->base_url : CG__LARK_BASE_FEISHU;
-  if (!base_url_ok(base)) {
+  if (!cg_origin_ok(base)) {
     *err = CG_ECONFIG;
     return NULL;
   }
