@@ -47,7 +47,6 @@ typedef struct cg_conn_stats {
   uint64_t connects;      /* upgrades that succeeded */
   uint64_t messages;      /* data messages received (after reassembly) */
   uint64_t acks;          /* ACKs sent */
-  uint64_t duplicates;    /* redeliveries answered from the first answer */
   uint64_t malformed;     /* frames dropped as malformed */
   uint64_t pings_sent;
   uint64_t watchdog_trips; /* connections dropped as silent */

@@ -1074,6 +1074,15 @@ int cg__workflow_step(const cg_workflow *wf, const cg_card_record *cur,
       rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
       goto done;
     }
+    if (a->platform == CG_PLATFORM_DINGTALK) {
+      /* DingTalk cards are templates: the click's answer is the new
+       * variables (cardParamMap), not a card (dingtalk.md §3.2). */
+      out->reply->template_vars = json_deep_copy(vars);
+      if (!out->reply->template_vars) {
+        rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
+        goto done;
+      }
+    }
     if (t->has_toast) {
       rc = add_toast(&out->reply, &t->toast, &ctx, err, errlen);
       if (rc) goto done;
