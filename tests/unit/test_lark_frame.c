@@ -110,7 +110,8 @@ static void make_data_frame(cg__lark_frame *f) {
   assert_int_equal(cg__lark_frame_set_payload(f, "{\"a\":1}", 7), 0);
 }
 
-static void assert_same_frame(const cg__lark_frame *a, const cg__lark_frame *b) {
+static void assert_same_frame(const cg__lark_frame *a,
+                              const cg__lark_frame *b) {
   assert_true(a->seq_id == b->seq_id);
   assert_true(a->log_id == b->log_id);
   assert_int_equal(a->service, b->service);
@@ -128,7 +129,8 @@ static void assert_same_frame(const cg__lark_frame *a, const cg__lark_frame *b) 
   }
   assert_int_equal(a->has_payload, b->has_payload);
   assert_int_equal(a->payload_len, b->payload_len);
-  if (a->payload_len) assert_memory_equal(a->payload, b->payload, a->payload_len);
+  if (a->payload_len)
+    assert_memory_equal(a->payload, b->payload, a->payload_len);
 }
 
 /* ---- frames -------------------------------------------------------------- */
@@ -334,7 +336,7 @@ static void test_garbage_and_limits(void **state) {
       {0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80}, /* endless varint */
       {0x2a, 0x7f, 0x0a, 0x00, 0x12, 0x00, 0, 0},       /* length too long */
       {0x07, 0x00, 0, 0, 0, 0, 0, 0},                   /* wire type 7 */
-      {'{', '"', 'a', '"', ':', '1', '}', 0},            /* JSON, not protobuf */
+      {'{', '"', 'a', '"', ':', '1', '}', 0},           /* JSON, not protobuf */
   };
   for (size_t i = 0; i < CG_ARRAY_SIZE(junk); i++)
     assert_int_equal(decode(junk[i], 8, &f), CG_EMALFORMED);
@@ -464,7 +466,8 @@ static void test_ack_without_result(void **state) {
   cg_buf_reset(&b);
   assert_int_equal(cg__lark_frame_ack(&req, 3001, 500, "", 0, &b), 0);
   assert_int_equal(decode(b.data, b.len, &ack), 0);
-  assert_bytes(ack.payload, ack.payload_len, "{\"code\":500,\"data\":\"\"}", 22);
+  assert_bytes(ack.payload, ack.payload_len, "{\"code\":500,\"data\":\"\"}",
+               22);
   assert_string_equal(cg__lark_frame_header(&ack, "biz_rt"), "3001");
   cg__lark_frame_clear(&ack);
   cg__lark_frame_clear(&req);
@@ -496,8 +499,8 @@ static void test_ack_parse(void **state) {
   assert_string_equal(data, TOAST);
   free(data);
   /* padding lengths 0, 1, 2 */
-  const char *b64[][2] = {{"YWJj", "abc"}, {"YWI=", "ab"}, {"YQ==", "a"},
-                          {"", ""}};
+  const char *b64[][2] = {
+      {"YWJj", "abc"}, {"YWI=", "ab"}, {"YQ==", "a"}, {"", ""}};
   for (size_t i = 0; i < 4; i++) {
     char j[64];
     snprintf(j, sizeof j, "{\"code\":1,\"data\":\"%s\"}", b64[i][0]);
@@ -546,7 +549,7 @@ static void test_endpoint_request(void **state) {
   cg_buf_free(&b);
 }
 
-#define URL_OK                                                             \
+#define URL_OK                                                            \
   "wss://msg-frontier.feishu.cn/ws/v2?fpid=493&aid=552564&device_id=7f3a" \
   "&access_key=AK&service_id=33554678&ticket=TK"
 
@@ -558,8 +561,8 @@ static void test_endpoint_parse(void **state) {
       "{\"code\":0,\"msg\":\"ok\",\"data\":{\"URL\":\"" URL_OK
       "\",\"ClientConfig\":{\"ReconnectCount\":3,\"ReconnectInterval\":5,"
       "\"ReconnectNonce\":0,\"PingInterval\":90}}}";
-  assert_int_equal(cg__lark_ws_endpoint_parse(ok, strlen(ok), &e, err, sizeof err),
-                   0);
+  assert_int_equal(
+      cg__lark_ws_endpoint_parse(ok, strlen(ok), &e, err, sizeof err), 0);
   assert_int_equal(e.code, 0);
   assert_string_equal(e.msg, "ok");
   assert_string_equal(e.url, URL_OK);
@@ -584,7 +587,8 @@ static void test_endpoint_parse(void **state) {
   cg__lark_ws_endpoint_clear(&e);
 
   /* §8.2: refusals with data {} and without data */
-  const char *ref1 = "{\"code\":1000040351,\"msg\":\"app not found\",\"data\":{}}";
+  const char *ref1 =
+      "{\"code\":1000040351,\"msg\":\"app not found\",\"data\":{}}";
   assert_int_equal(
       cg__lark_ws_endpoint_parse(ref1, strlen(ref1), &e, err, sizeof err), 0);
   assert_int_equal(e.code, 1000040351);
@@ -624,9 +628,8 @@ static void test_endpoint_parse(void **state) {
   /* a long msg is cut, not overflowed */
   char longmsg[1024];
   snprintf(longmsg, sizeof longmsg, "{\"code\":5,\"msg\":\"%0600d\"}", 0);
-  assert_int_equal(cg__lark_ws_endpoint_parse(longmsg, strlen(longmsg), &e,
-                                              NULL, 0),
-                   0);
+  assert_int_equal(
+      cg__lark_ws_endpoint_parse(longmsg, strlen(longmsg), &e, NULL, 0), 0);
   assert_int_equal(strlen(e.msg), sizeof e.msg - 1);
   cg__lark_ws_endpoint_clear(&e);
 }
@@ -676,10 +679,9 @@ static void test_code_is_final(void **state) {
   static const struct {
     int64_t code;
     int final;
-  } t[] = {{0, 0},          {1, 0},          {1000040343, 0},
-           {1000040344, 1}, {1000040345, 1}, {1000040350, 1},
-           {1000040351, 1}, {2, 1},          {-1, 1},
-           {500, 1}};
+  } t[] = {{0, 0},          {1, 0},          {1000040343, 0}, {1000040344, 1},
+           {1000040345, 1}, {1000040350, 1}, {1000040351, 1}, {2, 1},
+           {-1, 1},         {500, 1}};
   for (size_t i = 0; i < CG_ARRAY_SIZE(t); i++)
     assert_int_equal(cg__lark_ws_code_is_final(t[i].code), t[i].final);
 }
@@ -697,7 +699,7 @@ static void test_refusal_is_final(void **state) {
       {514, "", " 1000040350 ", 1},
       {514, "514", "1000040343", 0}, /* other auth failure: retry */
       {514, "514", NULL, 0},
-      {403, NULL, NULL, 1},          /* forbidden */
+      {403, NULL, NULL, 1}, /* forbidden */
       {400, "403", "", 1},
       {403, "500", "", 0},
       {500, "", "", 0},
@@ -705,8 +707,9 @@ static void test_refusal_is_final(void **state) {
       {200, "junk", NULL, 0},
   };
   for (size_t i = 0; i < CG_ARRAY_SIZE(t); i++)
-    assert_int_equal(cg__lark_ws_refusal_is_final(t[i].http, t[i].hs, t[i].auth),
-                     t[i].final);
+    assert_int_equal(
+        cg__lark_ws_refusal_is_final(t[i].http, t[i].hs, t[i].auth),
+        t[i].final);
 }
 
 static void test_url_params(void **state) {
@@ -774,8 +777,10 @@ static void test_url_redact(void **state) {
       {URL_OK,
        "wss://msg-frontier.feishu.cn/ws/v2?fpid=493&aid=552564&device_id=7f3a"
        "&access_key=***&service_id=33554678&ticket=***"},
-      {"wss://h/ws?ticket=T&access_key=A", "wss://h/ws?ticket=***&access_key=***"},
-      {"wss://h/ws?access%5Fkey=A&x=ticket", "wss://h/ws?access%5Fkey=***&x=ticket"},
+      {"wss://h/ws?ticket=T&access_key=A",
+       "wss://h/ws?ticket=***&access_key=***"},
+      {"wss://h/ws?access%5Fkey=A&x=ticket",
+       "wss://h/ws?access%5Fkey=***&x=ticket"},
       {"wss://h/ws?ticket=a&ticket=b#f", "wss://h/ws?ticket=***&ticket=***#f"},
       {"wss://h/ws?ticket&&a=1", "wss://h/ws?ticket&&a=1"},
       {"wss://h/ws?ticket=", "wss://h/ws?ticket=***"},
@@ -803,8 +808,9 @@ static void test_url_redact(void **state) {
 
 /* ---- fragments ----------------------------------------------------------- */
 
-#define ADD(c, id, sum, seq, s, now) \
-  cg__lark_frags_add(c, id, sum, seq, (const uint8_t *)(s), strlen(s), now, &o, &on)
+#define ADD(c, id, sum, seq, s, now)                                        \
+  cg__lark_frags_add(c, id, sum, seq, (const uint8_t *)(s), strlen(s), now, \
+                     &o, &on)
 
 static void test_frags_order(void **state) {
   (void)state;
@@ -841,8 +847,14 @@ static void test_frags_order(void **state) {
   free(o);
   /* a cut inside a UTF-8 character is joined as bytes */
   assert_int_equal(ADD(c, "m5", 2, 0, "a\xe4\xb8", 0), 0);
-  assert_int_equal(ADD(c, "m5", 2, 1, "\xad" "b", 0), 1);
-  assert_string_equal((char *)o, "a\xe4\xb8\xad" "b");
+  assert_int_equal(ADD(c, "m5", 2, 1,
+                       "\xad"
+                       "b",
+                       0),
+                   1);
+  assert_string_equal((char *)o,
+                      "a\xe4\xb8\xad"
+                      "b");
   free(o);
   cg__lark_frags_free(c);
   cg__lark_frags_free(NULL);
@@ -869,9 +881,9 @@ static void test_frags_bad(void **state) {
   assert_int_equal(ADD(c, "y", 2, 2, "a", 0), CG_EMALFORMED);
   assert_int_equal(ADD(c, "y", 2, 9, "a", 0), CG_EMALFORMED);
   assert_int_equal(ADD(c, "", 2, 0, "a", 0), CG_EMALFORMED);
-  assert_int_equal(cg__lark_frags_add(c, NULL, 2, 0, (const uint8_t *)"a", 1, 0,
-                                      &o, &on),
-                   CG_EMALFORMED);
+  assert_int_equal(
+      cg__lark_frags_add(c, NULL, 2, 0, (const uint8_t *)"a", 1, 0, &o, &on),
+      CG_EMALFORMED);
   char longid[CG_LIMIT_ID + 2];
   memset(longid, 'i', sizeof longid - 1);
   longid[sizeof longid - 1] = '\0';
@@ -948,9 +960,9 @@ static void test_frags_limits(void **state) {
   assert_int_equal(cg__lark_frags_add(c, "m", 2, 1, p, half, 0, &o, &on),
                    CG_ETOOBIG);
   assert_int_equal(cg__lark_frags_pending(c, NULL), 0);
-  assert_int_equal(cg__lark_frags_add(c, "m", 1, 0, p, CG__LARK_MESSAGE_MAX + 1,
-                                      0, &o, &on),
-                   CG_ETOOBIG);
+  assert_int_equal(
+      cg__lark_frags_add(c, "m", 1, 0, p, CG__LARK_MESSAGE_MAX + 1, 0, &o, &on),
+      CG_ETOOBIG);
   free(p);
   cg__lark_frags_free(c);
 

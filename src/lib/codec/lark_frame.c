@@ -171,9 +171,8 @@ int cg__lark_frame_decode(const uint8_t *buf, size_t len, cg__lark_frame *out,
   }
   int rc = 0;
   if (pb->n_headers > CG__LARK_FRAME_MAX_HEADERS) {
-    rc = fail(err, errlen, CG_EMALFORMED,
-              "frame has %zu headers, more than %u", pb->n_headers,
-              CG__LARK_FRAME_MAX_HEADERS);
+    rc = fail(err, errlen, CG_EMALFORMED, "frame has %zu headers, more than %u",
+              pb->n_headers, CG__LARK_FRAME_MAX_HEADERS);
   } else if (copy_frame(pb, out) != 0) {
     rc = fail(err, errlen, CG_ENOMEM, "out of memory decoding a frame");
   }
@@ -345,9 +344,9 @@ static int b64_decode(const char *s, size_t n, char **out, size_t *out_len) {
     if (!b64_char((unsigned char)s[i])) return CG_EMALFORMED;
   char *d = malloc(n / 4 * 3 + 1);
   if (!d) return CG_ENOMEM;
-  int w = n ? EVP_DecodeBlock((unsigned char *)d, (const unsigned char *)s,
-                              (int)n)
-            : 0;
+  int w =
+      n ? EVP_DecodeBlock((unsigned char *)d, (const unsigned char *)s, (int)n)
+        : 0;
   if (w < 0 || (size_t)w != n / 4 * 3) {
     free(d);
     return CG_EMALFORMED;
@@ -373,7 +372,8 @@ int cg__lark_frame_ack(const cg__lark_frame *req, int64_t biz_rt_ms, int code,
   json_t *o = json_object();
   char *payload = NULL;
   if (!o || json_object_set_new(o, "code", json_integer(code)) != 0 ||
-      (b64 && json_object_set_new(o, "data", json_stringn(b64, b64_len)) != 0) ||
+      (b64 &&
+       json_object_set_new(o, "data", json_stringn(b64, b64_len)) != 0) ||
       !(payload = json_dumps(o, JSON_COMPACT))) {
     rc = CG_ENOMEM;
   } else {
@@ -523,8 +523,8 @@ int cg__lark_ws_endpoint_parse(const char *body, size_t len,
     goto done;
   }
   out->code = json_integer_value(code);
-  if (json_is_string(msg)) cg_strlcpy(out->msg, json_string_value(msg),
-                                      sizeof out->msg);
+  if (json_is_string(msg))
+    cg_strlcpy(out->msg, json_string_value(msg), sizeof out->msg);
   if (out->code != 0) goto done;
 
   json_t *url = json_is_object(data) ? json_object_get(data, "URL") : NULL;
@@ -762,8 +762,8 @@ typedef struct frag_msg {
   struct frag_msg *next;
   char *id;
   uint32_t sum;
-  uint32_t have;  /* slots filled */
-  size_t bytes;   /* in all slots */
+  uint32_t have; /* slots filled */
+  size_t bytes;  /* in all slots */
   uint64_t first_ms;
   uint8_t **slot; /* sum entries, NULL until that seq arrived */
   size_t *slot_len;
