@@ -60,7 +60,9 @@ typedef struct fx {
   int server_closed;
 } fx;
 
-static void on_tick(uv_timer_t *t) { CG_UNUSED(t); }
+static void on_tick(uv_timer_t *t) {
+  CG_UNUSED(t);
+}
 
 static void run_until(fx *f, const int *flag, int want, uint64_t ms) {
   uint64_t end = uv_now(&f->loop) + ms;
@@ -163,7 +165,9 @@ static int setup(void **state) {
   return 0;
 }
 
-static void on_server_closed(void *ud) { ((fx *)ud)->server_closed++; }
+static void on_server_closed(void *ud) {
+  ((fx *)ud)->server_closed++;
+}
 
 static void walk_leftover(uv_handle_t *h, void *arg) {
   CG_UNUSED(arg);
@@ -203,10 +207,10 @@ static void connect_own(fx *f, size_t max_message) {
   static const char *const hdrs[] = {"X-Test: yes", NULL};
   cg_fmt(url, sizeof(url), "ws://127.0.0.1:%d/ws/path?a=1&b=2",
          cg__ws_server_port(f->srv));
-  cg__ws_client_options o = {.url = url, .max_message = max_message,
-                             .headers = hdrs};
-  assert_int_equal(
-      cg__ws_connect(&f->loop, &o, &side_cbs, &f->cli, &f->cli.ws), 0);
+  cg__ws_client_options o = {
+      .url = url, .max_message = max_message, .headers = hdrs};
+  assert_int_equal(cg__ws_connect(&f->loop, &o, &side_cbs, &f->cli, &f->cli.ws),
+                   0);
   /* Nothing can be sent before the upgrade. */
   assert_int_equal(cg__ws_send(f->cli.ws, 0, "x", 1), CG_EALREADY);
   run_until(f, &f->cli.opened, 1, 3000);
@@ -269,6 +273,42 @@ static void test_echo_and_close(void **state) {
   assert_int_equal(f->srv_side.close_code, 1000);
   assert_string_equal(f->srv_side.reason, "bye");
   assert_int_equal(cg__ws_server_connections(f->srv), 0);
+}
+
+/* The peer never reads: our close frame is not answered within 2 s. */
+static void test_close_cap(void **state) {
+  fx *f = *state;
+  connect_own(f, 0);
+  cg__ws_pause(f->srv_side.ws, 1);
+  uint64_t t0 = uv_now(&f->loop);
+  cg__ws_close(f->cli.ws, 1001, "going");
+  run_until(f, &f->cli.closed, 1, 4000);
+  assert_int_equal(f->cli.closed, 1);
+  assert_int_equal(f->cli.rc, CG_ETIMEDOUT);
+  assert_true(uv_now(&f->loop) - t0 >= 1900);
+  run_until(f, &f->srv_side.closed, 1, 2000);
+}
+
+/* A peer that does not read: sends fill the queue up to the high-water
+ * mark, then CG_EBUSY; messages over the hard cap are refused outright. */
+static void test_high_water(void **state) {
+  fx *f = *state;
+  connect_own(f, 0);
+  cg__ws_pause(f->srv_side.ws, 1);
+  static uint8_t chunk[64 * 1024];
+  int rc = 0, n = 0;
+  while (n < 2000 &&
+         (rc = cg__ws_send(f->cli.ws, 1, chunk, sizeof(chunk))) == 0)
+    n++;
+  assert_int_equal(rc, CG_EBUSY);
+  assert_true(cg__ws_queued(f->cli.ws) > CG__WS_SEND_HIGH_WATER / 2);
+  assert_int_equal(
+      cg__ws_send(f->cli.ws, 1, chunk, CG__WS_MAX_MESSAGE_HARD + 1),
+      CG_ETOOBIG);
+  run_for(f, 50); /* the loop drains into the kernel; still no reader */
+  cg__ws_abort(f->cli.ws);
+  run_until(f, &f->cli.closed, 1, 2000);
+  assert_int_equal(f->cli.rc, UV_ECANCELED);
 }
 
 static void test_ping_pong(void **state) {
@@ -501,9 +541,9 @@ static void test_bad_arguments(void **state) {
   fx *f = *state;
   cg__ws *w = NULL;
   static const char *const bad[] = {
-      "http://127.0.0.1/", "ws://", "ws:///path", "ws://host:0/",
-      "ws://host:65536/", "ws://host:12ab/", "ws://[::1/", "ws://u@host/",
-      "ws://host/a b", "ws://[not-v6]/"};
+      "http://127.0.0.1/", "ws://",           "ws:///path", "ws://host:0/",
+      "ws://host:65536/",  "ws://host:12ab/", "ws://[::1/", "ws://u@host/",
+      "ws://host/a b",     "ws://[not-v6]/"};
   for (size_t i = 0; i < CG_ARRAY_SIZE(bad); i++) {
     cg__ws_client_options o = {.url = bad[i]};
     assert_int_equal(cg__ws_connect(&f->loop, &o, &side_cbs, NULL, &w),
@@ -597,10 +637,9 @@ static void raw_exchange(fx *f, const char *out, raw *r) {
   r->tcp.data = r;
   r->creq.data = r;
   uv_ip4_addr("127.0.0.1", cg__ws_server_port(f->srv), &a);
-  assert_int_equal(
-      uv_tcp_connect(&r->creq, &r->tcp, (const struct sockaddr *)&a,
-                     raw_connected),
-      0);
+  assert_int_equal(uv_tcp_connect(&r->creq, &r->tcp,
+                                  (const struct sockaddr *)&a, raw_connected),
+                   0);
   run_until(f, &r->done, 1, 5000);
   assert_int_equal(r->done, 1);
 }
@@ -657,8 +696,7 @@ static void raw_server_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
   char key[64], acc[64];
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int mdlen;
-  cg_fmt(key, sizeof(key), "%.24s258EAFA5-E914-47DA-95CA-C5AB0DC85B11",
-         k + 19);
+  cg_fmt(key, sizeof(key), "%.24s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", k + 19);
   EVP_Digest(key, strlen(key), md, &mdlen, EVP_sha1(), NULL);
   EVP_EncodeBlock((unsigned char *)acc, md, (int)mdlen);
   if (r->mode == 0) acc[3] ^= 1; /* a wrong answer */
@@ -841,6 +879,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_echo_and_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_ping_pong, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_close_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_high_water, setup, teardown),
       cmocka_unit_test_setup_teardown(test_server_initiated_close, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_close_from_on_message, setup,
@@ -849,13 +889,12 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_abort_from_on_message, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_refused_upgrade, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_connection_refused, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_connection_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_utf8, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_server_close_with_connections,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_close_with_connections, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_pause, setup, teardown),
       cmocka_unit_test_setup_teardown(test_max_connections, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
@@ -864,8 +903,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_bad_accept_from_fake, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_frames_after_101_in_one_read,
-                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_frames_after_101_in_one_read, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_wss_echo, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wss_unknown_ca, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wss_wrong_host, setup, teardown),

@@ -90,10 +90,14 @@ enum {
   HV_HS_AUTHERR,
   HV_COUNT
 };
-static const char *const hv_names[HV_COUNT] = {
-    "upgrade",          "connection",     "sec-websocket-accept",
-    "sec-websocket-key", "sec-websocket-version", "handshake-status",
-    "handshake-msg",    "handshake-autherrcode"};
+static const char *const hv_names[HV_COUNT] = {"upgrade",
+                                               "connection",
+                                               "sec-websocket-accept",
+                                               "sec-websocket-key",
+                                               "sec-websocket-version",
+                                               "handshake-status",
+                                               "handshake-msg",
+                                               "handshake-autherrcode"};
 
 /* A large outgoing message: wslay pulls it 4 KiB at a time. */
 typedef struct frag {
@@ -131,32 +135,32 @@ struct cg__ws {
   timer_kind tkind;
   unsigned is_server : 1;
   unsigned tls : 1;
-  unsigned ended : 1;       /* ws_end called */
-  unsigned notify : 1;      /* on_close is owed */
-  unsigned reading : 1;     /* uv_read_start active */
-  unsigned paused : 1;      /* cg__ws_pause(1) */
-  unsigned writing : 1;     /* uv_write of wbuf in flight */
-  unsigned in_recv : 1;     /* inside wslay_event_recv */
+  unsigned ended : 1;        /* ws_end called */
+  unsigned notify : 1;       /* on_close is owed */
+  unsigned reading : 1;      /* uv_read_start active */
+  unsigned paused : 1;       /* cg__ws_pause(1) */
+  unsigned writing : 1;      /* uv_write of wbuf in flight */
+  unsigned in_recv : 1;      /* inside wslay_event_recv */
   unsigned close_queued : 1; /* we queued a close frame (user or UTF-8) */
   unsigned wslay_failed : 1; /* wslay closed on its own (bad frame, size) */
-  unsigned tcp_retry : 1;   /* tcp closing to try the next address */
+  unsigned tcp_retry : 1;    /* tcp closing to try the next address */
   unsigned headers_done : 1;
   unsigned msg_done : 1;
   unsigned shutting : 1;
-  int rc;      /* final rc (valid once ended) */
-  int err_rc;  /* an error seen while the close handshake runs */
+  int rc;     /* final rc (valid once ended) */
+  int err_rc; /* an error seen while the close handshake runs */
   cg__ws_callbacks cbs;
   void *ud;
   size_t max_message;
 
   /* client */
   uint32_t connect_timeout_ms;
-  char *host;        /* without brackets */
+  char *host; /* without brackets */
   char *port_str;
   char *target;      /* path and query */
   char *host_header; /* Host: value */
   char *ca_file;
-  char *extra;       /* extra request headers, CRLF-terminated lines */
+  char *extra; /* extra request headers, CRLF-terminated lines */
   int host_is_ip;
   char key[WS_KEY_B64 + 1];
   struct addrinfo *ai, *ai_cur;
@@ -208,7 +212,9 @@ static void connect_current(cg__ws *ws);
 
 /* ---------------------------------------------------------- small tools */
 
-static const char *bstr(const cg_buf *b) { return b->data ? b->data : ""; }
+static const char *bstr(const cg_buf *b) {
+  return b->data ? b->data : "";
+}
 
 /* Appends what fits under b's maximum and drops the rest (header values we
  * only report, the refusal body). */
@@ -299,8 +305,7 @@ static void peer_name(cg__ws *ws) {
   } else if (ss.ss_family == AF_INET6) {
     const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
     if (uv_ip6_name(in6, ip, sizeof(ip)) == 0)
-      cg_fmt(ws->peer, sizeof(ws->peer), "[%s]:%u", ip,
-             ntohs(in6->sin6_port));
+      cg_fmt(ws->peer, sizeof(ws->peer), "[%s]:%u", ip, ntohs(in6->sin6_port));
   }
 }
 
@@ -450,7 +455,6 @@ static void ws_flush(cg__ws *ws);
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   cg__ws *ws = req->data;
-  CG_UNUSED(status);
   /* Refusal sent and half-closed: read until the peer closes (closing
    * with unread input would RST the answer away), capped by the timer. */
   if (ws->ended) return;
@@ -574,40 +578,40 @@ static void wsl_on_msg(wslay_event_context_ptr ctx,
   cg__ws *ws = ud;
   if (ws->ended) return; /* no callback after abort */
   switch (a->opcode) {
-  case WSLAY_TEXT_FRAME:
-  case WSLAY_BINARY_FRAME:
-    if (ws->close_queued) return; /* we are closing: drop, like wslay */
-    if (a->opcode == WSLAY_TEXT_FRAME && !utf8_valid(a->msg, a->msg_length)) {
-      /* RFC 6455 §8.1: invalid UTF-8 in a text message fails the
-       * connection with 1007. */
-      ws->err_rc = CG_EMALFORMED;
-      cg_fmt(ws->reason, sizeof(ws->reason),
-             "invalid UTF-8 in a text message (closed with 1007)");
-      ws->close_queued = 1;
-      wslay_event_shutdown_read(ctx);
-      (void)wslay_event_queue_close(ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA,
-                                    NULL, 0);
-      timer_set(ws, T_CLOSE, CLOSE_CAP_MS);
-      return;
-    }
-    ws->cbs.on_message(ws, a->opcode == WSLAY_BINARY_FRAME, a->msg,
-                       a->msg_length, ws->ud);
-    break;
-  case WSLAY_PONG:
-    if (ws->cbs.on_pong) ws->cbs.on_pong(ws, a->msg, a->msg_length, ws->ud);
-    break;
-  case WSLAY_CONNECTION_CLOSE:
-    /* wslay has queued its answering close frame already. */
-    ws->close_code = a->status_code;
-    if (a->msg_length > 2) {
-      size_t n = a->msg_length - 2;
-      if (n > WS_REASON_MAX) n = WS_REASON_MAX;
-      memcpy(ws->reason, a->msg + 2, n);
-      ws->reason[n] = '\0';
-    }
-    break;
-  default: /* pings are answered by wslay */
-    break;
+    case WSLAY_TEXT_FRAME:
+    case WSLAY_BINARY_FRAME:
+      if (ws->close_queued) return; /* we are closing: drop, like wslay */
+      if (a->opcode == WSLAY_TEXT_FRAME && !utf8_valid(a->msg, a->msg_length)) {
+        /* RFC 6455 §8.1: invalid UTF-8 in a text message fails the
+         * connection with 1007. */
+        ws->err_rc = CG_EMALFORMED;
+        cg_fmt(ws->reason, sizeof(ws->reason),
+               "invalid UTF-8 in a text message (closed with 1007)");
+        ws->close_queued = 1;
+        wslay_event_shutdown_read(ctx);
+        (void)wslay_event_queue_close(
+            ctx, WSLAY_CODE_INVALID_FRAME_PAYLOAD_DATA, NULL, 0);
+        timer_set(ws, T_CLOSE, CLOSE_CAP_MS);
+        return;
+      }
+      ws->cbs.on_message(ws, a->opcode == WSLAY_BINARY_FRAME, a->msg,
+                         a->msg_length, ws->ud);
+      break;
+    case WSLAY_PONG:
+      if (ws->cbs.on_pong) ws->cbs.on_pong(ws, a->msg, a->msg_length, ws->ud);
+      break;
+    case WSLAY_CONNECTION_CLOSE:
+      /* wslay has queued its answering close frame already. */
+      ws->close_code = a->status_code;
+      if (a->msg_length > 2) {
+        size_t n = a->msg_length - 2;
+        if (n > WS_REASON_MAX) n = WS_REASON_MAX;
+        memcpy(ws->reason, a->msg + 2, n);
+        ws->reason[n] = '\0';
+      }
+      break;
+    default: /* pings are answered by wslay */
+      break;
   }
 }
 
@@ -684,8 +688,7 @@ static void ws_recv(cg__ws *ws) {
  * closing handshake is complete and everything is written. */
 static void ws_pump(cg__ws *ws) {
   if (ws->ended) return;
-  if (ws->state == ST_OPEN && !ws->in_recv &&
-      wslay_event_want_write(ws->ctx)) {
+  if (ws->state == ST_OPEN && !ws->in_recv && wslay_event_want_write(ws->ctx)) {
     int r = wslay_event_send(ws->ctx);
     if (ws->ended) return;
     if (r == WSLAY_ERR_NOMEM) {
@@ -802,7 +805,8 @@ static const http_parser_settings parser_settings = {
 static void handshake_init(cg__ws *ws, enum http_parser_type type) {
   http_parser_init(&ws->parser, type);
   ws->parser.data = ws;
-  for (int i = 0; i < HV_COUNT; i++) cg_buf_init(&ws->hv[i], CG_LIMIT_HEADER_VALUE);
+  for (int i = 0; i < HV_COUNT; i++)
+    cg_buf_init(&ws->hv[i], CG_LIMIT_HEADER_VALUE);
   cg_buf_init(&ws->url, CG_LIMIT_URL);
   cg_buf_init(&ws->body, REFUSAL_BODY_MAX);
   ws->hv_cur = -1;
@@ -956,8 +960,8 @@ static int tls_start(cg__ws *ws) {
                : SSL_CTX_set_default_verify_paths(ws->ssl_ctx);
   if (ok != 1) {
     ERR_clear_error();
-    ws_end(ws, CG_EIO, "cannot load the CA bundle%s%s",
-           ws->ca_file ? " " : "", ws->ca_file ? ws->ca_file : "");
+    ws_end(ws, CG_EIO, "cannot load the CA bundle%s%s", ws->ca_file ? " " : "",
+           ws->ca_file ? ws->ca_file : "");
     return -1;
   }
   ws->ssl = SSL_new(ws->ssl_ctx);
@@ -1020,8 +1024,7 @@ static void on_connect(uv_connect_t *req, int status) {
 static void connect_current(cg__ws *ws) {
   ws->state = ST_CONNECTING;
   ws->creq.data = ws;
-  int rc =
-      uv_tcp_connect(&ws->creq, &ws->tcp, ws->ai_cur->ai_addr, on_connect);
+  int rc = uv_tcp_connect(&ws->creq, &ws->tcp, ws->ai_cur->ai_addr, on_connect);
   if (rc) ws_end(ws, rc, "connect failed: %s", cg_strerror(rc));
 }
 
@@ -1102,9 +1105,9 @@ static int parse_url(cg__ws *ws, const char *url) {
          (int)tlen, end);
   cg_fmt(ws->port_str, 8, "%ld", portnum);
   /* Host carries the port only when it is not the scheme's (§4.1 item 4). */
-  cg_fmt(ws->host_header, strlen(ws->host) + 10, "%s%s%s%s%s",
-         v6 ? "[" : "", ws->host, v6 ? "]" : "",
-         portnum != defport ? ":" : "", portnum != defport ? ws->port_str : "");
+  cg_fmt(ws->host_header, strlen(ws->host) + 10, "%s%s%s%s%s", v6 ? "[" : "",
+         ws->host, v6 ? "]" : "", portnum != defport ? ":" : "",
+         portnum != defport ? ws->port_str : "");
   return 0;
 }
 
@@ -1118,7 +1121,8 @@ int cg__ws_connect(uv_loop_t *loop, const cg__ws_client_options *o,
   ws->loop = loop;
   ws->cbs = *cbs;
   ws->ud = ud;
-  ws->max_message = o->max_message ? o->max_message : CG__WS_MAX_MESSAGE_DEFAULT;
+  ws->max_message =
+      o->max_message ? o->max_message : CG__WS_MAX_MESSAGE_DEFAULT;
   if (ws->max_message > CG__WS_MAX_MESSAGE_HARD)
     ws->max_message = CG__WS_MAX_MESSAGE_HARD;
   ws->connect_timeout_ms = o->connect_timeout_ms
@@ -1181,11 +1185,11 @@ static void server_respond(cg__ws *ws, int status, const char *headers,
   size_t hl = headers ? strlen(headers) : 0;
   size_t bl = body ? strlen(body) : 0;
   cg_buf_init(&r, CG_LIMIT_HEADER_BYTES);
-  int rc = cg_buf_appendf(&r,
-                          "HTTP/1.1 %d %s\r\nConnection: close\r\n"
-                          "Content-Length: %zu\r\n",
-                          status, http_status_str((enum http_status)status),
-                          bl);
+  int rc =
+      cg_buf_appendf(&r,
+                     "HTTP/1.1 %d %s\r\nConnection: close\r\n"
+                     "Content-Length: %zu\r\n",
+                     status, http_status_str((enum http_status)status), bl);
   if (!rc && hl) rc = cg_buf_append(&r, headers, hl);
   if (!rc && hl && (hl < 2 || strcmp(headers + hl - 2, "\r\n") != 0))
     rc = cg_buf_append(&r, "\r\n", 2);
@@ -1320,22 +1324,25 @@ static void server_request_in(cg__ws *ws, const char *data, size_t n) {
 
 static void plain_in(cg__ws *ws, const char *data, size_t n) {
   switch (ws->state) {
-  case ST_UPGRADE:
-  case ST_REFUSED:
-    client_answer_in(ws, data, n);
-    break;
-  case ST_HANDSHAKE:
-    server_request_in(ws, data, n);
-    break;
-  case ST_OPEN:
-    if (cg_buf_append(&ws->in, data, n) != 0) {
-      ws_end(ws, CG_ENOMEM, "out of memory");
-      return;
-    }
-    ws_recv(ws);
-    break;
-  default: /* refusing: discard; done: ignore */
-    break;
+    case ST_UPGRADE:
+    case ST_REFUSED:
+      client_answer_in(ws, data, n);
+      break;
+    case ST_HANDSHAKE:
+      server_request_in(ws, data, n);
+      break;
+    case ST_OPEN:
+      /* After a close frame or a failure wslay reads no more: what the peer
+       * still sends is dropped, not buffered. */
+      if (!wslay_event_get_read_enabled(ws->ctx)) return;
+      if (cg_buf_append(&ws->in, data, n) != 0) {
+        ws_end(ws, CG_ENOMEM, "out of memory");
+        return;
+      }
+      ws_recv(ws);
+      break;
+    default: /* refusing: discard; done: ignore */
+      break;
   }
 }
 
@@ -1348,23 +1355,23 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
 
 static void on_eof(cg__ws *ws, int rc) {
   switch (ws->state) {
-  case ST_REFUSED: /* a body delimited by the connection's end */
-    client_refused(ws);
-    break;
-  case ST_UPGRADE:
-  case ST_TLS:
-    ws_end(ws, rc == UV_EOF ? CG_EMALFORMED : rc,
-           "connection closed during the opening handshake");
-    break;
-  case ST_OPEN:
-    if (wslay_event_get_close_sent(ws->ctx)) /* the peer closed after us */
-      ws_end_closing(ws);
-    else
-      ws_end(ws, rc, "connection closed by the peer: %s", cg_strerror(rc));
-    break;
-  default:
-    ws_end(ws, rc, NULL);
-    break;
+    case ST_REFUSED: /* a body delimited by the connection's end */
+      client_refused(ws);
+      break;
+    case ST_UPGRADE:
+    case ST_TLS:
+      ws_end(ws, rc == UV_EOF ? CG_EMALFORMED : rc,
+             "connection closed during the opening handshake");
+      break;
+    case ST_OPEN:
+      if (wslay_event_get_close_sent(ws->ctx)) /* the peer closed after us */
+        ws_end_closing(ws);
+      else
+        ws_end(ws, rc, "connection closed by the peer: %s", cg_strerror(rc));
+      break;
+    default:
+      ws_end(ws, rc, NULL);
+      break;
   }
 }
 
@@ -1392,29 +1399,29 @@ static void on_timer(uv_timer_t *t) {
   ws->tkind = T_NONE;
   if (ws->ended) return;
   switch (k) {
-  case T_CONNECT:
-    if (ws->state == ST_REFUSED) /* the refusal's body took too long */
-      client_refused(ws);
-    else if (ws->is_server)
-      ws_end(ws, CG_ETIMEDOUT, "no upgrade request within %u ms",
-             SERVER_HANDSHAKE_MS);
-    else
-      ws_end(ws, CG_ETIMEDOUT, "opening handshake took over %u ms",
-             ws->connect_timeout_ms);
-    break;
-  case T_CLOSE: {
-    const char *why;
-    int rc = closing_rc(ws, &why);
-    if (rc)
-      ws_end(ws, rc, "%s", why ? why : ws->reason);
-    else
-      ws_end(ws, CG_ETIMEDOUT, "the peer did not finish the close handshake");
-    break;
-  }
-  case T_LINGER:
-  default:
-    ws_end(ws, 0, NULL);
-    break;
+    case T_CONNECT:
+      if (ws->state == ST_REFUSED) /* the refusal's body took too long */
+        client_refused(ws);
+      else if (ws->is_server)
+        ws_end(ws, CG_ETIMEDOUT, "no upgrade request within %u ms",
+               SERVER_HANDSHAKE_MS);
+      else
+        ws_end(ws, CG_ETIMEDOUT, "opening handshake took over %u ms",
+               ws->connect_timeout_ms);
+      break;
+    case T_CLOSE: {
+      const char *why;
+      int rc = closing_rc(ws, &why);
+      if (rc)
+        ws_end(ws, rc, "%s", why ? why : ws->reason);
+      else
+        ws_end(ws, CG_ETIMEDOUT, "the peer did not finish the close handshake");
+      break;
+    }
+    case T_LINGER:
+    default:
+      ws_end(ws, 0, NULL);
+      break;
   }
 }
 
@@ -1517,7 +1524,9 @@ void cg__ws_pause(cg__ws *ws, int paused) {
   }
 }
 
-void cg__ws_set_ud(cg__ws *ws, void *ud) { ws->ud = ud; }
+void cg__ws_set_ud(cg__ws *ws, void *ud) {
+  ws->ud = ud;
+}
 
 size_t cg__ws_queued(const cg__ws *ws) {
   size_t n = ws->obuf.len + ws->wbuf.len + ws->frag_bytes;
@@ -1525,7 +1534,9 @@ size_t cg__ws_queued(const cg__ws *ws) {
   return n;
 }
 
-const char *cg__ws_peer(const cg__ws *ws) { return ws->peer; }
+const char *cg__ws_peer(const cg__ws *ws) {
+  return ws->peer;
+}
 
 /* --------------------------------------------------------------- server */
 
@@ -1582,8 +1593,7 @@ static void on_listener_close(uv_handle_t *h) {
 }
 
 int cg__ws_server_new(uv_loop_t *loop, const cg__ws_server_options *o,
-                      cg__ws_accept_fn accept, void *ud,
-                      cg__ws_server **out) {
+                      cg__ws_accept_fn accept, void *ud, cg__ws_server **out) {
   struct sockaddr_storage ss;
   if (!loop || !accept || !out) return CG_EINVAL;
   const char *host = o && o->host ? o->host : "127.0.0.1";
@@ -1598,12 +1608,12 @@ int cg__ws_server_new(uv_loop_t *loop, const cg__ws_server_options *o,
   s->loop = loop;
   s->accept = accept;
   s->ud = ud;
-  s->max_message = o && o->max_message ? o->max_message
-                                       : CG__WS_MAX_MESSAGE_DEFAULT;
+  s->max_message =
+      o && o->max_message ? o->max_message : CG__WS_MAX_MESSAGE_DEFAULT;
   if (s->max_message > CG__WS_MAX_MESSAGE_HARD)
     s->max_message = CG__WS_MAX_MESSAGE_HARD;
-  s->max_connections = o && o->max_connections ? o->max_connections
-                                               : MAX_CONNECTIONS_DEFAULT;
+  s->max_connections =
+      o && o->max_connections ? o->max_connections : MAX_CONNECTIONS_DEFAULT;
   int rc = uv_tcp_init(loop, &s->listener);
   if (rc) {
     free(s);
@@ -1632,9 +1642,13 @@ int cg__ws_server_new(uv_loop_t *loop, const cg__ws_server_options *o,
   return 0;
 }
 
-int cg__ws_server_port(const cg__ws_server *s) { return s->port; }
+int cg__ws_server_port(const cg__ws_server *s) {
+  return s->port;
+}
 
-size_t cg__ws_server_connections(const cg__ws_server *s) { return s->nopen; }
+size_t cg__ws_server_connections(const cg__ws_server *s) {
+  return s->nopen;
+}
 
 void cg__ws_server_close(cg__ws_server *s, void (*cb)(void *ud), void *ud) {
   if (!s || s->closing) return;
