@@ -1387,8 +1387,6 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
     }
   } else if (n < 0 && !ws->ended) {
     on_eof(ws, (int)n);
-  } else if (n == UV_ENOBUFS && !ws->ended) {
-    ws_end(ws, CG_ENOMEM, "out of memory");
   }
   if (b && b->base) free(b->base);
 }
