@@ -175,6 +175,9 @@ CG_EXTERN int cg_respond(cg_responder *r, cg_reply *reply);
 
 /* Late and follow-up card updates (the outbox, docs/outbox.md).
  *
+ * On DingTalk the same holds for a template reply's variables (a raw card
+ * has no DingTalk form): they are delivered with PUT /v1.0/card/instances.
+ *
  * A reply that arrives after the deadline (cg_respond returns CG_ETIMEDOUT)
  * is not lost when the outbox runs: if it carries a raw card (cg_reply_card)
  * it is written to the store and delivered later through the Open API — with
@@ -189,9 +192,11 @@ CG_EXTERN int cg_respond(cg_responder *r, cg_reply *reply);
 typedef struct cg_followup cg_followup;
 CG_EXTERN cg_followup *cg_respond_later(cg_responder *r);
 
-/* Enqueues card_reply (a cg_reply_card reply; takes ownership) as the next
- * state of the follow-up's card. Several calls before delivery merge into
- * one update (the last card wins). Loop thread only.
+/* Enqueues card_reply (takes ownership) as the next state of the
+ * follow-up's card: on Lark a cg_reply_card reply; on DingTalk a
+ * cg_reply_template reply whose variables are merged into the card's
+ * (PUT /v1.0/card/instances, updateCardDataByKey). Several calls before
+ * delivery merge into one update (the last one wins). Loop thread only.
  * 0; CG_EINVAL (not a card reply, or the callback has not been answered
  * yet: call cg_respond first); CG_ECONFIG (the app is gone); CG_ENOMEM. */
 CG_EXTERN int cg_followup_update(cg_followup *f, cg_reply *card_reply);

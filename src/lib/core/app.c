@@ -28,6 +28,7 @@ typedef struct route {
   void *pred_ud;
   cg_handler_fn handler;
   void *ud;
+  void (*free_ud)(void *ud); /* the app owns ud when set */
 } route;
 
 struct cg_app {
@@ -61,6 +62,7 @@ struct cg_app {
   cg_buf enc; /* reusable encode buffer (loop thread only) */
   struct cg_responder *live; /* responders not yet finished */
   cg__lark_api *lark;        /* Open API client for the outbox, or NULL */
+  cg__dt_api *dt;            /* DingTalk card API client, or NULL */
   cg__outbox *outbox;        /* late / follow-up updates, or NULL */
   struct cg_followup *followups; /* live follow-ups, detached by cg_app_free */
   cg__upstreams *upstreams;  /* sidecar routes and their HTTP client, or NULL */
@@ -119,6 +121,13 @@ const char *cg__app_lark_app_id(const cg_app *app) { return app->app_id; }
 const char *cg__app_lark_app_secret(const cg_app *app) { return app->app_secret; }
 const char *cg__app_dingtalk_client_id(const cg_app *app) { return app->dt_client_id; }
 const char *cg__app_dingtalk_client_secret(const cg_app *app) { return app->dt_client_secret; }
+cg__dt_api *cg__app_dt_api(const cg_app *app) { return app->dt; }
+cg__store_worker *cg__app_worker(const cg_app *app) { return app->worker; }
+const cg_workflow *cg__app_find_workflow(const cg_app *app, const char *name) {
+  for (size_t i = 0; i < app->nworkflows; i++)
+    if (name && strcmp(cg_workflow_name(app->workflows[i]), name) == 0) return app->workflows[i];
+  return NULL;
+}
 void cg__app_log_cfg(const cg_app *app, cg_log_fn *fn, void **ud, cg_log_level *level) {
   *fn = app->log;
   *ud = app->log_ud;
@@ -288,7 +297,7 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
     }
   }
   if (app->worker && app->app_id && app->app_secret) {
-    /* The outbox: late replies and follow-ups through the Open API. */
+    /* Lark Open API client for the outbox: late replies and follow-ups. */
     cg__lark_api_options lo;
     cg__lark_api_options_init(&lo);
     lo.base_url = o->lark_base_url;
@@ -299,29 +308,52 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
     lo.log_ud = o->log_ud;
     lo.log_level = o->log_level;
     app->lark = cg__lark_api_new(loop, &lo, &rc);
-    if (app->lark) {
-      cg__outbox_options oo;
-      cg__outbox_options_init(&oo);
-      oo.worker = app->worker;
-      oo.api = app->lark;
-      if (o->outbox_max_attempts) oo.max_attempts = o->outbox_max_attempts;
-      oo.log = o->log;
-      oo.log_ud = o->log_ud;
-      oo.log_level = o->log_level;
-      app->outbox = cg__outbox_new(loop, &oo, &rc);
-      if (app->outbox && o->lark_store_app) app_ticket_load(app);
+    if (!app->lark) {
+      cg_fmt(app->last_error, sizeof(app->last_error), "Lark Open API client: %s", cg_strerror(rc));
+      goto fail_parts;
     }
+  }
+  if (app->dt_client_id && app->dt_client_secret) {
+    /* DingTalk card API: cards sent on chat messages, late updates. */
+    cg__dt_api_options dto;
+    cg__dt_api_options_init(&dto);
+    dto.base_url = app->dt_base_url;
+    dto.app_key = app->dt_client_id;
+    dto.app_secret = app->dt_client_secret;
+    dto.log = o->log;
+    dto.log_ud = o->log_ud;
+    dto.log_level = o->log_level;
+    app->dt = cg__dt_api_new(loop, &dto, &rc);
+    if (!app->dt) {
+      cg_fmt(app->last_error, sizeof(app->last_error), "DingTalk Open API client: %s", cg_strerror(rc));
+      goto fail_parts;
+    }
+  }
+  if (app->worker && (app->lark || app->dt)) {
+    cg__outbox_options oo;
+    cg__outbox_options_init(&oo);
+    oo.worker = app->worker;
+    oo.api = app->lark;
+    oo.dt_api = app->dt;
+    if (o->outbox_max_attempts) oo.max_attempts = o->outbox_max_attempts;
+    oo.log = o->log;
+    oo.log_ud = o->log_ud;
+    oo.log_level = o->log_level;
+    app->outbox = cg__outbox_new(loop, &oo, &rc);
     if (!app->outbox) {
       cg_fmt(app->last_error, sizeof(app->last_error), "outbox: %s", cg_strerror(rc));
-      cg__lark_api_close(app->lark, NULL, NULL);
-      cg__store_worker_free(app->worker);
-      cg__dedupe_free(app->dedupe);
-      cg_buf_free(&app->enc);
-      goto fail;
+      goto fail_parts;
     }
+    if (app->lark && o->lark_store_app) app_ticket_load(app);
   }
   if (err) *err = 0;
   return app;
+fail_parts:
+  cg__lark_api_close(app->lark, NULL, NULL);
+  cg__dt_api_close(app->dt, NULL, NULL);
+  cg__store_worker_free(app->worker);
+  cg__dedupe_free(app->dedupe);
+  cg_buf_free(&app->enc);
 fail:
   if (app) {
     cg__lark_keys_free(app->lark_keys);
@@ -360,6 +392,8 @@ void cg_app_free(cg_app *app) {
   app->outbox = NULL;
   cg__lark_api_close(app->lark, NULL, NULL);
   app->lark = NULL;
+  cg__dt_api_close(app->dt, NULL, NULL);
+  app->dt = NULL;
   /* Upstream requests in flight are cancelled on a later loop turn; they
    * answer their (now detached) responders. */
   cg__upstreams_free(app->upstreams);
@@ -368,7 +402,10 @@ void cg_app_free(cg_app *app) {
    * the responders are detached by now, so their late results are dropped. */
   cg__store_worker_free(app->worker);
   app->worker = NULL;
-  for (size_t i = 0; i < app->nroutes; i++) cg__match_free(app->routes[i].match);
+  for (size_t i = 0; i < app->nroutes; i++) {
+    cg__match_free(app->routes[i].match);
+    if (app->routes[i].free_ud) app->routes[i].free_ud(app->routes[i].ud);
+  }
   free(app->routes);
   for (size_t i = 0; i < app->nworkflows; i++) cg_workflow_free(app->workflows[i]);
   free(app->workflows);
@@ -408,6 +445,11 @@ static int add_route(cg_app *app, route rt) {
 }
 
 int cg_app_route(cg_app *app, const char *match, cg_handler_fn handler, void *ud) {
+  return cg__app_route_owned(app, match, handler, ud, NULL);
+}
+
+int cg__app_route_owned(cg_app *app, const char *match, cg_handler_fn handler, void *ud,
+                        void (*free_ud)(void *ud)) {
   if (!app || !handler) return CG_EINVAL;
   char err[256];
   route rt = {0};
@@ -418,6 +460,7 @@ int cg_app_route(cg_app *app, const char *match, cg_handler_fn handler, void *ud
   }
   rt.handler = handler;
   rt.ud = ud;
+  rt.free_ud = free_ud;
   int rc = add_route(app, rt);
   if (rc) cg__match_free(rt.match);
   else app->last_error[0] = '\0';
@@ -540,6 +583,17 @@ static char *reply_card_text(const cg_reply *reply) {
   return json_dumps(reply->card, JSON_COMPACT);
 }
 
+/* What the outbox delivers for a reply: a Lark card (compact JSON), or on
+ * DingTalk the template variables (a JSON object; delivered as
+ * cardParamMap). malloc'd, or NULL when the reply has none. */
+static char *reply_update_text(const char *platform, const cg_reply *reply) {
+  if (platform && strcmp(platform, "dingtalk") == 0) {
+    if (!reply || !reply->template_vars || reply->custom_status > 0) return NULL;
+    return json_dumps(reply->template_vars, JSON_COMPACT);
+  }
+  return reply_card_text(reply);
+}
+
 /* Wall-clock deadline of an action's callback token (lark.md §4.5). */
 static int64_t token_deadline(const cg_action *a) {
   int64_t t0 = a->received_at_ms > 0 ? a->received_at_ms : cg_now_ms();
@@ -554,9 +608,11 @@ static void late_reply(struct cg_responder *r, const cg_reply *reply) {
   const cg_action *a = &r->action->pub;
   const char *mid = a->message_id ? a->message_id : "(no message id)";
   unsigned long long ms = (unsigned long long)(uv_now(app->loop) - r->start_ms);
-  char *card = reply_card_text(reply);
-  const char *why = !app->outbox ? "no outbox (needs the app id, secret and a store)"
-                    : !card      ? "it carries no card (a toast cannot be shown late)"
+  char *card = reply_update_text(cg_platform_name(a->platform), reply);
+  const char *why = !app->outbox ? "no outbox (needs the app's credentials and a store)"
+                    : !card      ? (a->platform == CG_PLATFORM_DINGTALK
+                                        ? "it carries no card variables (a template reply; toasts cannot be shown late)"
+                                        : "it carries no card (a toast cannot be shown late)")
                     : !a->message_id ? "the action has no message id"
                                      : NULL;
   if (!why) {
@@ -609,6 +665,7 @@ int cg_respond(cg_responder *r, cg_reply *reply) {
 }
 
 const cg_action *cg_responder_action(const cg_responder *r) { return &r->action->pub; }
+cg_app *cg__responder_app(const cg_responder *r) { return r->app; }
 
 /* ------------------------------------------------------------ follow-ups */
 
@@ -656,8 +713,8 @@ int cg_followup_update(cg_followup *f, cg_reply *card_reply) {
     cg_reply_free(card_reply);
     return CG_ECONFIG;
   }
-  char *card = reply_card_text(card_reply);
-  int has_card = card_reply && card_reply->card;
+  char *card = reply_update_text(f->platform, card_reply);
+  int has_card = card_reply && (card_reply->card || card_reply->template_vars);
   cg_reply_free(card_reply);
   if (!card) return has_card ? CG_ENOMEM : CG_EINVAL;
   int rc = cg__outbox_enqueue(f->app->outbox, f->platform, f->tenant_key, f->message_id, f->token,

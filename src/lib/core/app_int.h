@@ -40,6 +40,19 @@ const char *cg__app_lark_app_id(const cg_app *app);
 const char *cg__app_lark_app_secret(const cg_app *app);
 const char *cg__app_dingtalk_client_id(const cg_app *app);
 const char *cg__app_dingtalk_client_secret(const cg_app *app);
+/* The app's DingTalk card API client, store worker and a workflow added
+ * under name (NULL when absent). */
+struct cg__dt_api;
+struct cg__store_worker;
+struct cg__dt_api *cg__app_dt_api(const cg_app *app);
+struct cg__store_worker *cg__app_worker(const cg_app *app);
+const cg_workflow *cg__app_find_workflow(const cg_app *app, const char *name);
+/* cg_app_route whose ud the app owns: free_ud(ud) runs in cg_app_free
+ * (not when this call fails: the caller still owns ud then). */
+int cg__app_route_owned(cg_app *app, const char *match, cg_handler_fn handler,
+                        void *ud, void (*free_ud)(void *ud));
+/* The app a responder belongs to (NULL once the app is freed). */
+cg_app *cg__responder_app(const cg_responder *r);
 /* The log callback, for components made beside the app. */
 void cg__app_log_cfg(const cg_app *app, cg_log_fn *fn, void **ud,
                      cg_log_level *level);

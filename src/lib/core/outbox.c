@@ -185,6 +185,7 @@ typedef struct delivery {
   char *message_id;
   char *token; /* the callback token sent, or NULL (patch) */
   char *tenant_key; /* store apps: whose tenant token; NULL otherwise */
+  int dingtalk;     /* a DingTalk card update */
 } delivery;
 
 static void delivery_free(delivery *d) {
@@ -219,7 +220,7 @@ static void on_result(const cg__lark_result *res, void *ud) {
   j->revision = d->revision;
   j->now_ms = now;
   j->next_at_ms = now;
-  const char *how = d->token ? "delayed update" : "message patch";
+  const char *how = d->dingtalk ? "card update" : d->token ? "delayed update" : "message patch";
   if (d->token) {
     j->token_used = cg_strdup(d->token);
     /* A use is spent when the request may have reached Lark's card service:
@@ -287,6 +288,33 @@ static void on_result(const cg__lark_result *res, void *ud) {
   unref(ob); /* the request's reference */
 }
 
+/* A DingTalk answer in the outbox's terms: the classes match one to one;
+ * DingTalk's codes are strings, so they travel in msg. */
+static void on_dt_result(const cg__dt_api_result *res, void *ud) {
+  static const cg__lark_class map[] = {
+      [CG__DT_API_OK] = CG__LARK_OK,
+      [CG__DT_API_RETRYABLE] = CG__LARK_RETRYABLE,
+      [CG__DT_API_RATE_LIMITED] = CG__LARK_RATE_LIMITED,
+      [CG__DT_API_TOKEN_INVALID] = CG__LARK_TOKEN_INVALID,
+      [CG__DT_API_PERMANENT] = CG__LARK_PERMANENT,
+      [CG__DT_API_CANCELLED] = CG__LARK_CANCELLED,
+  };
+  cg__lark_result r;
+  memset(&r, 0, sizeof r);
+  r.cls = (size_t)res->cls < CG_ARRAY_SIZE(map) ? map[res->cls] : CG__LARK_PERMANENT;
+  r.err = res->err;
+  r.http_status = res->http_status;
+  r.retry_after_ms = res->retry_after_ms;
+  r.token_error = res->token_error;
+  r.attempts = res->attempts;
+  if (res->code[0])
+    cg_fmt(r.msg, sizeof r.msg, "%s: %s", res->code, res->msg);
+  else
+    cg_strlcpy(r.msg, res->msg, sizeof r.msg);
+  cg_strlcpy(r.logid, res->request_id, sizeof r.logid);
+  on_result(&r, ud);
+}
+
 /* Whether e's callback token may be used now (lark.md §4.5). */
 static int token_usable(const cg_outbox_entry *e, int64_t now) {
   return e->update_token && e->token_uses < CG__OUTBOX_TOKEN_USES &&
@@ -302,22 +330,29 @@ static void deliver(cg__outbox *ob, const cg_outbox_entry *e) {
     d->revision = e->revision;
     d->attempts = e->attempts;
     d->message_id = cg_strdup(e->message_id);
-    if (token_usable(e, now)) d->token = cg_strdup(e->update_token);
+    d->dingtalk = e->platform && strcmp(e->platform, "dingtalk") == 0;
+    if (!d->dingtalk && token_usable(e, now)) d->token = cg_strdup(e->update_token);
     if (e->tenant_key) d->tenant_key = cg_strdup(e->tenant_key);
   }
-  if (!d || !d->message_id || (token_usable(e, now) && !d->token) ||
+  if (!d || !d->message_id || (!d->dingtalk && token_usable(e, now) && !d->token) ||
       (e->tenant_key && !d->tenant_key)) {
     logf_(ob, CG_LOG_ERROR, "outbox entry %lld: out of memory; retried after its lease", (long long)e->id);
     if (d) delivery_free(d);
     return;
   }
-  int rc = d->token ? cg__lark_delay_update(ob->o.api, d->tenant_key, d->token, e->card_json, on_result, d)
+  int rc;
+  if (d->dingtalk)
+    rc = ob->o.dt_api ? cg__dt_api_update_card(ob->o.dt_api, e->message_id, e->card_json, 1, on_dt_result, d)
+                      : CG_ECONFIG;
+  else
+    rc = !ob->o.api ? CG_ECONFIG
+         : d->token ? cg__lark_delay_update(ob->o.api, d->tenant_key, d->token, e->card_json, on_result, d)
                     : cg__lark_patch_card(ob->o.api, d->tenant_key, e->message_id, e->card_json, on_result, d);
   if (rc == 0) {
     ob->refs++;
     ob->st.in_flight++;
     if (d->token) ob->st.token_updates++;
-    else ob->st.patches++;
+    else if (!d->dingtalk) ob->st.patches++;
     return;
   }
   if (rc == CG_EALREADY || rc == CG_ENOMEM) { /* closing / no memory: after the lease */
@@ -331,7 +366,8 @@ static void deliver(cg__outbox *ob, const cg_outbox_entry *e) {
     j->id = e->id;
     j->revision = e->revision;
     j->now_ms = j->next_at_ms = now;
-    cg_fmt(j->error, sizeof j->error, "card refused before sending: %s", cg_strerror(rc));
+    cg_fmt(j->error, sizeof j->error, "card refused before sending: %s",
+           rc == CG_ECONFIG ? "no Open API client for this platform (credentials not configured)" : cg_strerror(rc));
     ob->st.dead++;
     logf_(ob, CG_LOG_ERROR, "outbox entry %lld: %s; dead", (long long)e->id, j->error);
     submit_settle(ob, j);
@@ -393,7 +429,7 @@ static void on_tick(uv_timer_t *t) {
 /* ------------------------------------------------------------ life cycle */
 
 cg__outbox *cg__outbox_new(uv_loop_t *loop, const cg__outbox_options *o, int *err) {
-  if (!loop || !o || !o->worker || !o->api) {
+  if (!loop || !o || !o->worker || (!o->api && !o->dt_api)) {
     if (err) *err = CG_EINVAL;
     return NULL;
   }

@@ -12,6 +12,7 @@
 
 #include "cardgate/log.h"
 #include "cardgate/store.h"
+#include "../openapi/dingtalk_api.h"
 #include "../openapi/lark_api.h"
 #include "store_worker.h"
 
@@ -26,7 +27,8 @@ typedef struct cg__outbox cg__outbox;
 
 typedef struct cg__outbox_options {
   cg__store_worker *worker; /* required; borrowed, outlives the outbox jobs */
-  cg__lark_api *api;        /* required; borrowed */
+  cg__lark_api *api;        /* Lark entries; borrowed; NULL = none expected */
+  cg__dt_api *dt_api;       /* DingTalk entries; borrowed; NULL = none */
   uint32_t max_attempts;    /* then dead; 0 = 8 */
   uint32_t poll_ms;         /* how often due entries are looked for; 0 = 1000 */
   uint32_t batch;           /* entries claimed per poll; 0 = 32 */
@@ -45,7 +47,10 @@ void cg__outbox_options_init(cg__outbox_options *o);
 cg__outbox *cg__outbox_new(uv_loop_t *loop, const cg__outbox_options *o,
                            int *err);
 
-/* Writes an update of message_id's card to the store (a store-worker job;
+/* Writes an update of message_id's card to the store. platform "lark":
+ * card_json is a card; "dingtalk": message_id is the outTrackId and
+ * card_json a JSON object of template variables, delivered with
+ * PUT /v1.0/card/instances merging those keys (dingtalk.md §4.4; no token). (a store-worker job;
  * merged with a pending one) and polls once it is committed. Call only after
  * the callback has been answered: the token may be used from then on.
  * token may be NULL (patch only); token_expires_at_ms: wall clock.
