@@ -65,8 +65,8 @@ static cg_reply *make_reply(unsigned which, const char *vars) {
       r = cg_reply_template("tpl", vars, NULL, &err);
       break;
     case 2:
-      r = cg_reply_template("tpl", "{\"a\":[1,{\"b\":\"\\u0001/\"}],\"x\":1e300}",
-                            NULL, &err);
+      r = cg_reply_template(
+          "tpl", "{\"a\":[1,{\"b\":\"\\u0001/\"}],\"x\":1e300}", NULL, &err);
       if (r) cg_reply_set_toast(r, "info", "t");
       break;
     case 3:
