@@ -389,6 +389,26 @@ static void test_ack_bytes(void **state) {
   cg_buf_free(&data);
   cg__dt_frame_clear(&f);
 
+  /* 60000 index keys in reverse: sorted ascending, quickly */
+  {
+    cg_buf big;
+    cg_buf_init(&big, CG__DT_FRAME_MAX);
+    assert_int_equal(cg_buf_appends(&big, "{\"type\":\"SYSTEM\",\"headers\":{"),
+                     0);
+    for (int i = 59999; i >= 0; i--)
+      assert_int_equal(cg_buf_appendf(&big, "\"%d\":\"x\",", i), 0);
+    assert_int_equal(cg_buf_appends(&big, "\"topic\":\"ping\"}}"), 0);
+    assert_int_equal(cg__dt_frame_decode(big.data, big.len, &f, NULL, 0), 0);
+    cg_buf_reset(&b);
+    assert_int_equal(cg__dt_ack_ping(&f, &b), 0);
+    const char *want =
+        "{\"code\":200,\"headers\":{\"0\":\"x\",\"1\":\"x\",\"2\":";
+    assert_memory_equal(b.data, want, strlen(want));
+    assert_non_null(strstr(b.data, "\"59999\":\"x\",\"topic\":\"ping\"},"));
+    cg__dt_frame_clear(&f);
+    cg_buf_free(&big);
+  }
+
   /* a full buffer leaves no half-built output */
   cg_buf small;
   cg_buf_init(&small, 40);

@@ -286,26 +286,39 @@ static int js_member(cg_buf *b, int *first, const char *k, const json_t *v,
   return rc;
 }
 
+typedef struct idx_key {
+  unsigned long long n;
+  const char *k;
+  json_t *v;
+} idx_key;
+
+static int idx_cmp(const void *a, const void *b) {
+  const idx_key *x = a, *y = b;
+  return x->n < y->n ? -1 : x->n > y->n;
+}
+
 static int js_object(cg_buf *b, const json_t *obj, int depth) {
   int rc = cg_buf_append(b, "{", 1), first = 1;
   const char *k;
   json_t *v;
-  /* Index keys, smallest first (a selection pass: objects here are small). */
-  unsigned long long last = 0;
-  int have_last = 0;
-  for (;;) {
-    const char *best = NULL;
-    unsigned long long bv = 0, x;
+  unsigned long long x;
+  /* Index keys first, ascending: sorted, not selected, so a hostile object
+   * of 100000 numeric keys costs n log n. */
+  size_t nidx = 0;
+  json_object_foreach((json_t *)obj, k, v) nidx += array_index(k, &x);
+  if (nidx && !rc) {
+    idx_key *keys = malloc(nidx * sizeof *keys);
+    if (!keys) return CG_ENOMEM;
+    size_t i = 0;
     json_object_foreach((json_t *)obj, k, v) {
-      if (array_index(k, &x) && (!have_last || x > last) && (!best || x < bv))
-        best = k, bv = x;
+      if (array_index(k, &x)) keys[i++] = (idx_key){x, k, v};
     }
-    if (!best || rc) break;
-    rc = js_member(b, &first, best, json_object_get(obj, best), depth);
-    last = bv, have_last = 1;
+    qsort(keys, nidx, sizeof *keys, idx_cmp);
+    for (i = 0; i < nidx && !rc; i++)
+      rc = js_member(b, &first, keys[i].k, keys[i].v, depth);
+    free(keys);
   }
   json_object_foreach((json_t *)obj, k, v) {
-    unsigned long long x;
     if (rc) break;
     if (!array_index(k, &x)) rc = js_member(b, &first, k, v, depth);
   }
