@@ -282,10 +282,10 @@ static void test_classify_table(void **state) {
     uint64_t retry_ms;
     int out_err;
   } rows[] = {
-      {0, 200, "{\"success\":true,\"result\":true}", NULL, CG__DT_API_OK, "",
-       0, 0},
-      {0, 200, "{\"accessToken\":\"t\",\"expireIn\":7200}", NULL,
-       CG__DT_API_OK, "", 0, 0},
+      {0, 200, "{\"success\":true,\"result\":true}", NULL, CG__DT_API_OK, "", 0,
+       0},
+      {0, 200, "{\"accessToken\":\"t\",\"expireIn\":7200}", NULL, CG__DT_API_OK,
+       "", 0, 0},
       {0, 200, "{\"success\":false,\"result\":false}", NULL,
        CG__DT_API_PERMANENT, "", 0, 0},
       {0, 400,
@@ -293,8 +293,8 @@ static void test_classify_table(void **state) {
        "\"requestid\":\"r1\"}",
        NULL, CG__DT_API_TOKEN_INVALID, "InvalidAuthentication", 0, 0},
       {0, 401, "", NULL, CG__DT_API_TOKEN_INVALID, "", 0, 0},
-      {0, 400, "{\"code\":\"invalidClientIdOrSecret\",\"message\":\"x\"}",
-       NULL, CG__DT_API_PERMANENT, "invalidClientIdOrSecret", 0, 0},
+      {0, 400, "{\"code\":\"invalidClientIdOrSecret\",\"message\":\"x\"}", NULL,
+       CG__DT_API_PERMANENT, "invalidClientIdOrSecret", 0, 0},
       {0, 400, "{\"code\":\"param.cardNotExist\",\"message\":\"x\"}", NULL,
        CG__DT_API_PERMANENT, "param.cardNotExist", 0, 0},
       {0, 403,
@@ -310,8 +310,8 @@ static void test_classify_table(void **state) {
       {0, 403,
        "{\"code\":\"Forbidden.AccessDenied.ApiCountLimitForOrg\",\"message\":"
        "\"quota\"}",
-       NULL, CG__DT_API_PERMANENT,
-       "Forbidden.AccessDenied.ApiCountLimitForOrg", 0, 0},
+       NULL, CG__DT_API_PERMANENT, "Forbidden.AccessDenied.ApiCountLimitForOrg",
+       0, 0},
       {0, 429, "<html>slow</html>", "Wed, 21 Oct 2026 07:28:00 GMT",
        CG__DT_API_RATE_LIMITED, "", 1000, 0},
       {0, 500, "{\"code\":\"system.busy\",\"message\":\"busy\"}", NULL,
@@ -349,8 +349,9 @@ static void test_classify_table(void **state) {
     json_decref(root);
   }
   cg__dt_api_result r;
-  const char *b = "{\"code\":\"param.invalid\",\"message\":\"bad "
-                  "param\",\"requestid\":\"ABC-1\"}";
+  const char *b =
+      "{\"code\":\"param.invalid\",\"message\":\"bad "
+      "param\",\"requestid\":\"ABC-1\"}";
   cg__dt_api_classify(0, 400, b, strlen(b), NULL, &r, NULL);
   assert_string_equal(r.msg, "bad param");
   assert_string_equal(r.request_id, "ABC-1");
@@ -366,12 +367,18 @@ static void test_options_and_base_urls(void **state) {
     const char *base;
     int ok;
   } rows[] = {
-      {"https://api.dingtalk.com", 1},  {"https://api.dingtalk.io/", 1},
-      {"http://127.0.0.1:8080", 1},     {"http://localhost:9", 1},
-      {"http://[::1]:9000", 1},         {"http://10.0.0.1:8080", 0},
-      {"http://api.dingtalk.com", 0},   {"http://127.0.0.1.evil.example", 0},
-      {"https://api.dingtalk.com/v1.0", 0}, {"https://u@api.dingtalk.com", 0},
-      {"ftp://127.0.0.1", 0},           {"api.dingtalk.com", 0},
+      {"https://api.dingtalk.com", 1},
+      {"https://api.dingtalk.io/", 1},
+      {"http://127.0.0.1:8080", 1},
+      {"http://localhost:9", 1},
+      {"http://[::1]:9000", 1},
+      {"http://10.0.0.1:8080", 0},
+      {"http://api.dingtalk.com", 0},
+      {"http://127.0.0.1.evil.example", 0},
+      {"https://api.dingtalk.com/v1.0", 0},
+      {"https://u@api.dingtalk.com", 0},
+      {"ftp://127.0.0.1", 0},
+      {"api.dingtalk.com", 0},
   };
   for (size_t i = 0; i < CG_ARRAY_SIZE(rows); i++) {
     cg__dt_api_options o;
@@ -472,8 +479,9 @@ static void test_create_and_deliver_robot(void **state) {
   assert_int_equal(x.r.cls, CG__DT_API_PERMANENT);
   assert_non_null(strstr(x.r.msg, "robot is not in the group"));
   /* the platform refusing the body */
-  fake_do("{\"cmd\":\"fault\",\"mode\":\"code\",\"code\":"
-          "\"param.templateNotExist\",\"message\":\"no template\"}");
+  fake_do(
+      "{\"cmd\":\"fault\",\"mode\":\"code\",\"code\":"
+      "\"param.templateNotExist\",\"message\":\"no template\"}");
   deliver_and_wait(fx, &s, &x);
   assert_int_equal(x.r.cls, CG__DT_API_PERMANENT);
   assert_string_equal(x.r.code, "param.templateNotExist");
@@ -519,9 +527,8 @@ static void test_update_card(void **state) {
 
   /* a generic call */
   memset(&x, 0, sizeof x);
-  assert_int_equal(cg__dt_api_call(fx->api, "GET", "/v1.0/echo?x=1", NULL,
-                                   on_res, &x),
-                   0);
+  assert_int_equal(
+      cg__dt_api_call(fx->api, "GET", "/v1.0/echo?x=1", NULL, on_res, &x), 0);
   run_until(fx, &x.calls, 1, 5000);
   assert_int_equal(x.r.cls, CG__DT_API_OK);
   assert_string_equal(x.result_json, "{\"q\":\"?x=1\"}");
@@ -557,12 +564,12 @@ static void test_sync_errors(void **state) {
                    CG_EINVAL);
   assert_int_equal(cg__dt_api_update_card(fx->api, NULL, "{}", 1, on_res, &x),
                    CG_EINVAL);
-  assert_int_equal(cg__dt_api_call(fx->api, "PATCH", "/v1.0/x", NULL, on_res,
-                                   &x),
-                   CG_EINVAL);
-  assert_int_equal(cg__dt_api_call(fx->api, "GET", "/open-apis/x", NULL,
-                                   on_res, &x),
-                   CG_EINVAL);
+  assert_int_equal(
+      cg__dt_api_call(fx->api, "PATCH", "/v1.0/x", NULL, on_res, &x),
+      CG_EINVAL);
+  assert_int_equal(
+      cg__dt_api_call(fx->api, "GET", "/open-apis/x", NULL, on_res, &x),
+      CG_EINVAL);
   run_for(fx, 50);
   assert_int_equal(x.calls, 0);
   assert_int_equal(fake_stat("token_fetches"), 0);
@@ -575,7 +582,8 @@ static void test_cold_token_single_flight(void **state) {
   enum { N = 50 };
   res *xs = calloc(N, sizeof(*xs));
   assert_non_null(xs);
-  for (int i = 0; i < N; i++) assert_int_equal(update(fx, "track-1", &xs[i]), 0);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(update(fx, "track-1", &xs[i]), 0);
   cg__dt_api_stats st;
   cg__dt_api_get_stats(fx->api, &st);
   assert_int_equal(st.token_fetching, 1);
@@ -735,7 +743,8 @@ static void test_rate_limited(void **state) {
   assert_int_equal(x.r.cls, CG__DT_API_RATE_LIMITED);
   assert_int_equal(x.r.retry_after_ms, 1000);
   assert_int_equal(x.r.http_status, 403);
-  assert_string_equal(x.r.code, "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi");
+  assert_string_equal(x.r.code,
+                      "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi");
   fake_do("{\"cmd\":\"fault\",\"mode\":\"qps\",\"retry_after\":2}");
   update_and_wait(fx, "t", &x);
   assert_int_equal(x.r.cls, CG__DT_API_RATE_LIMITED);
@@ -844,9 +853,9 @@ static void test_close_with_work_in_flight(void **state) {
   g_cc = &cc;
   fake_do("{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"hang\"}");
   for (int i = 0; i < 4; i++)
-    assert_int_equal(cg__dt_api_update_card(fx->api, "t", VARS, 1,
-                                            on_cancel_res, &cc.xs[i]),
-                     0);
+    assert_int_equal(
+        cg__dt_api_update_card(fx->api, "t", VARS, 1, on_cancel_res, &cc.xs[i]),
+        0);
   run_for(fx, 150);
   for (int i = 0; i < 4; i++) assert_int_equal(cc.xs[i].calls, 0);
   close_api(fx);
@@ -868,7 +877,8 @@ static void test_close_with_work_in_flight(void **state) {
   cg__dt_card_spec s = group_spec();
   for (int i = 4; i < 8; i++)
     assert_int_equal(
-        cg__dt_api_create_and_deliver(fx->api, &s, on_cancel_res, &cc.xs[i]), 0);
+        cg__dt_api_create_and_deliver(fx->api, &s, on_cancel_res, &cc.xs[i]),
+        0);
   run_for(fx, 150);
   for (int i = 4; i < 8; i++) assert_int_equal(cc.xs[i].calls, 0);
   close_api(fx);

@@ -44,16 +44,18 @@ static const char EVENT[] =
     "\"application/json\",\"eventBornTime\":\"1690000000000\",\"eventCorpId\":"
     "\"ding9f\",\"eventId\":\"ev-1\",\"eventType\":\"chat_update_title\","
     "\"eventUnifiedAppId\":\"u1\",\"messageId\":\"ev_1\",\"time\":"
-    "\"1690000000001\",\"topic\":\"*\"},\"data\":\"{\\\"title\\\":\\\"x\\\"}\"}";
+    "\"1690000000001\",\"topic\":\"*\"},\"data\":\"{\\\"title\\\":\\\"x\\\"}"
+    "\"}";
 
-/* ---- helpers -------------------------------------------------------------- */
+/* ---- helpers --------------------------------------------------------------
+ */
 
 /* A frame around data (a JSON text put in as a string), built with jansson
  * so the double encoding is exact. */
 static char *frame_text(const char *type, const char *topic, const char *mid,
                         const char *data) {
-  json_t *h = json_pack("{s:s,s:s}", "contentType", "application/json",
-                        "topic", topic);
+  json_t *h =
+      json_pack("{s:s,s:s}", "contentType", "application/json", "topic", topic);
   if (mid) json_object_set_new(h, "messageId", json_string(mid));
   json_t *f = json_pack("{s:s,s:s,s:o}", "specVersion", "1.0", "type", type,
                         "headers", h);
@@ -67,10 +69,10 @@ static char *frame_text(const char *type, const char *topic, const char *mid,
 /* A card callback data object (§3.1) with content (and value) strings. */
 static char *card_data(const char *content, int with_value,
                        const char *extra_members) {
-  json_t *d = json_pack(
-      "{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "extension", "{}", "corpId",
-      "ding123", "outTrackId", "track-1", "userId", "user-1", "userIdType", 1,
-      "spaceType", "im", "spaceId", "cid123==", "type", "actionCallback");
+  json_t *d = json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:s}", "extension", "{}",
+                        "corpId", "ding123", "outTrackId", "track-1", "userId",
+                        "user-1", "userIdType", 1, "spaceType", "im", "spaceId",
+                        "cid123==", "type", "actionCallback");
   if (content) json_object_set_new(d, "content", json_string(content));
   if (content && with_value)
     json_object_set_new(d, "value", json_string(content));
@@ -103,7 +105,8 @@ static int decode_cb(const char *topic, const char *data, cg__action_rec **out,
   return rc;
 }
 
-/* ---- frames ---------------------------------------------------------------- */
+/* ---- frames ----------------------------------------------------------------
+ */
 
 static void test_frames_valid(void **state) {
   (void)state;
@@ -195,7 +198,8 @@ static void test_frames_hostile(void **state) {
        "no messageId"},
       {"{\"type\":\"CALLBACK\",\"headers\":{\"messageId\":\"\"}}",
        "empty messageId"},
-      {"{\"type\":\"EVENT\",\"type\":\"EVENT\",\"headers\":{\"messageId\":\"m\"}}",
+      {"{\"type\":\"EVENT\",\"type\":\"EVENT\",\"headers\":{\"messageId\":"
+       "\"m\"}}",
        "duplicate key"},
       {"{\"type\":\"EVENT\",\"headers\":{\"messageId\":\"m\"}} x",
        "trailing bytes"},
@@ -250,8 +254,8 @@ static void test_frames_hostile(void **state) {
                    CG_ETOOBIG);
   assert_null(f.root);
   /* exactly at the limit is parsed (whitespace is fine) */
-  assert_int_equal(cg__dt_frame_decode(huge, CG__DT_FRAME_MAX, &f, err, sizeof err),
-                   0);
+  assert_int_equal(
+      cg__dt_frame_decode(huge, CG__DT_FRAME_MAX, &f, err, sizeof err), 0);
   cg__dt_frame_clear(&f);
   free(huge);
 }
@@ -285,7 +289,8 @@ static void test_frames_truncated(void **state) {
   free(full);
 }
 
-/* ---- ACKs ------------------------------------------------------------------ */
+/* ---- ACKs ------------------------------------------------------------------
+ */
 
 static void assert_buf(const cg_buf *b, const char *want) {
   if (strcmp(b->data ? b->data : "", want) != 0)
@@ -379,9 +384,30 @@ static void test_ack_bytes(void **state) {
              "\"{\\\"status\\\":\\\"SUCCESS\\\"}\"}");
   cg_buf_reset(&data);
   assert_int_equal(cg__dt_event_ack_data(0, "try \"later\"\n", &data), 0);
-  assert_buf(&data, "{\"status\":\"LATER\",\"message\":\"try \\\"later\\\"\\n\"}");
+  assert_buf(&data,
+             "{\"status\":\"LATER\",\"message\":\"try \\\"later\\\"\\n\"}");
   cg_buf_free(&data);
   cg__dt_frame_clear(&f);
+
+  /* 60000 index keys in reverse: sorted ascending, quickly */
+  {
+    cg_buf big;
+    cg_buf_init(&big, CG__DT_FRAME_MAX);
+    assert_int_equal(cg_buf_appends(&big, "{\"type\":\"SYSTEM\",\"headers\":{"),
+                     0);
+    for (int i = 59999; i >= 0; i--)
+      assert_int_equal(cg_buf_appendf(&big, "\"%d\":\"x\",", i), 0);
+    assert_int_equal(cg_buf_appends(&big, "\"topic\":\"ping\"}}"), 0);
+    assert_int_equal(cg__dt_frame_decode(big.data, big.len, &f, NULL, 0), 0);
+    cg_buf_reset(&b);
+    assert_int_equal(cg__dt_ack_ping(&f, &b), 0);
+    const char *want =
+        "{\"code\":200,\"headers\":{\"0\":\"x\",\"1\":\"x\",\"2\":";
+    assert_memory_equal(b.data, want, strlen(want));
+    assert_non_null(strstr(b.data, "\"59999\":\"x\",\"topic\":\"ping\"},"));
+    cg__dt_frame_clear(&f);
+    cg_buf_free(&big);
+  }
 
   /* a full buffer leaves no half-built output */
   cg_buf small;
@@ -394,7 +420,8 @@ static void test_ack_bytes(void **state) {
   cg_buf_free(&b);
 }
 
-/* ---- connection open --------------------------------------------------------- */
+/* ---- connection open
+ * --------------------------------------------------------- */
 
 static void test_open_exchange(void **state) {
   (void)state;
@@ -402,8 +429,8 @@ static void test_open_exchange(void **state) {
   cg_buf_init(&b, 4096);
   const char *topics[] = {CG__DT_TOPIC_CARD, CG__DT_TOPIC_BOT,
                           CG__DT_TOPIC_CARD, NULL};
-  assert_int_equal(
-      cg__dt_open_request("ding_id", "s\"ec", NULL, topics, 1, &b), 0);
+  assert_int_equal(cg__dt_open_request("ding_id", "s\"ec", NULL, topics, 1, &b),
+                   0);
   /* getEndpoint's {clientId, clientSecret, ua, subscriptions} */
   assert_buf(&b,
              "{\"clientId\":\"ding_id\",\"clientSecret\":\"s\\\"ec\",\"ua\":"
@@ -412,9 +439,8 @@ static void test_open_exchange(void **state) {
              "\"/v1.0/card/instances/callback\"},{\"type\":\"CALLBACK\","
              "\"topic\":\"/v1.0/im/bot/messages/get\"}]}");
   cg_buf_reset(&b);
-  assert_int_equal(cg__dt_open_request("id", "sec", "cardgate/0.1", topics + 1,
-                                       0, &b),
-                   0);
+  assert_int_equal(
+      cg__dt_open_request("id", "sec", "cardgate/0.1", topics + 1, 0, &b), 0);
   assert_buf(&b,
              "{\"clientId\":\"id\",\"clientSecret\":\"sec\",\"ua\":"
              "\"cardgate/0.1\",\"subscriptions\":[{\"type\":\"CALLBACK\","
@@ -433,9 +459,8 @@ static void test_open_exchange(void **state) {
   const char *ok =
       "{\"endpoint\":\"wss://wss-open-connection.dingtalk.com:443/connect\","
       "\"ticket\":\"6a7c-11ee\"}";
-  assert_int_equal(cg__dt_open_response(ok, strlen(ok), &ep, &tk, err,
-                                        sizeof err),
-                   0);
+  assert_int_equal(
+      cg__dt_open_response(ok, strlen(ok), &ep, &tk, err, sizeof err), 0);
   assert_string_equal(ep, "wss://wss-open-connection.dingtalk.com:443/connect");
   assert_string_equal(tk, "6a7c-11ee");
   free(ep);
@@ -485,7 +510,8 @@ static void test_open_exchange(void **state) {
   assert_null(cg__dt_open_space_id(0, NULL));
 }
 
-/* ---- card callbacks ----------------------------------------------------------- */
+/* ---- card callbacks
+ * ----------------------------------------------------------- */
 
 static void test_card_callback_shapes(void **state) {
   (void)state;
@@ -585,9 +611,9 @@ static void test_card_callback_bad(void **state) {
       {"{\"cardPrivateData\":{\"params\":\"p\"}}", NULL, CG_EMALFORMED},
       {"{\"cardPrivateData\":{\"actionIds\":\"b\"}}", NULL, CG_EMALFORMED},
       {"{\"cardPrivateData\":{\"actionIds\":[1]}}", NULL, CG_EMALFORMED},
-      {NULL, NULL, CG_EMALFORMED},                       /* no content/value */
-      {NULL, "{\"content\":12}", CG_EMALFORMED},         /* not a string */
-      {"{}", "{\"outTrackId\":null}", CG_EMALFORMED},    /* no id */
+      {NULL, NULL, CG_EMALFORMED},                    /* no content/value */
+      {NULL, "{\"content\":12}", CG_EMALFORMED},      /* not a string */
+      {"{}", "{\"outTrackId\":null}", CG_EMALFORMED}, /* no id */
       {"{}", "{\"outTrackId\":\"\"}", CG_EMALFORMED},
       {"{}", "{\"outTrackId\":5}", CG_EMALFORMED},
       {"{}", "{\"userId\":5}", CG_EMALFORMED},
@@ -637,7 +663,8 @@ static void test_card_callback_bad(void **state) {
   cg__dt_frame_clear(&f);
 }
 
-/* ---- bot messages ------------------------------------------------------------- */
+/* ---- bot messages
+ * ------------------------------------------------------------- */
 
 static void test_bot_messages(void **state) {
   (void)state;
@@ -654,7 +681,8 @@ static void test_bot_messages(void **state) {
       "\"robotCode\":\"dingrobot\",\"msgtype\":\"text\"}";
   char err[256];
   cg__action_rec *rec;
-  assert_int_equal(decode_cb(CG__DT_TOPIC_BOT, group, &rec, err, sizeof err), 0);
+  assert_int_equal(decode_cb(CG__DT_TOPIC_BOT, group, &rec, err, sizeof err),
+                   0);
   const cg_action *a = &rec->pub;
   assert_int_equal(a->kind, CG_KIND_MESSAGE);
   assert_int_equal(a->platform, CG_PLATFORM_DINGTALK);
@@ -669,7 +697,8 @@ static void test_bot_messages(void **state) {
   assert_string_equal(cg_action_value(a, "conversationType"), "2");
   assert_string_equal(cg_action_value(a, "isInAtList"), "true");
   assert_string_equal(cg_action_value(a, "createAt"), "1690000000000");
-  assert_non_null(strstr(a->value_json, "\"text\":{\"content\":\"  hello bot \\n\"}"));
+  assert_non_null(
+      strstr(a->value_json, "\"text\":{\"content\":\"  hello bot \\n\"}"));
   assert_string_equal(cg_action_raw_json(a), group);
   cg__action_free(rec);
 
@@ -689,9 +718,9 @@ static void test_bot_messages(void **state) {
   cg__action_free(rec);
 
   static const char *const bad[] = {
-      "{\"conversationId\":\"c\"}",                  /* no msgId */
+      "{\"conversationId\":\"c\"}", /* no msgId */
       "{\"msgId\":\"\"}",
-      "{\"msgId\":\"m\",\"text\":\"hello\"}",       /* text not object */
+      "{\"msgId\":\"m\",\"text\":\"hello\"}", /* text not object */
       "{\"msgId\":\"m\",\"text\":{\"content\":1}}",
       "{\"msgId\":\"m\",\"senderStaffId\":1}",
       "{\"msgId\":\"m\",\"msgtype\":{}}",
@@ -702,7 +731,8 @@ static void test_bot_messages(void **state) {
       fail_msg("bad message %zu accepted", i);
 }
 
-/* ---- replies ----------------------------------------------------------------- */
+/* ---- replies
+ * ----------------------------------------------------------------- */
 
 static cg__action_rec *card_action(void) {
   char *d = card_data("{\"cardPrivateData\":{\"actionIds\":[\"b\"]}}", 0, NULL);
@@ -770,9 +800,8 @@ static void test_encode_reply(void **state) {
   /* a bot message: always {"response":null} */
   cg__action_rec *m;
   char e[256];
-  assert_int_equal(decode_cb(CG__DT_TOPIC_BOT, "{\"msgId\":\"m\"}", &m, e,
-                             sizeof e),
-                   0);
+  assert_int_equal(
+      decode_cb(CG__DT_TOPIC_BOT, "{\"msgId\":\"m\"}", &m, e, sizeof e), 0);
   encode_is(&m->pub, NULL, "{\"response\":null}", NULL);
   encode_is(&m->pub, cg_reply_keep(), "{\"response\":null}", NULL);
   encode_is(&m->pub, cg_reply_template("t", "{\"a\":1}", NULL, &err),
@@ -786,19 +815,22 @@ static void test_param_map(void **state) {
     const char *in, *out;
   } rows[] = {
       {"{}", "{}"},
-      {"{\"s\":\"text \\\"q\\\" / \\u00e9\"}", "{\"s\":\"text \\\"q\\\" / \\u00e9\"}"},
+      {"{\"s\":\"text \\\"q\\\" / \\u00e9\"}",
+       "{\"s\":\"text \\\"q\\\" / \\u00e9\"}"},
       {"{\"i\":-42,\"big\":9007199254740993}",
        "{\"i\":\"-42\",\"big\":\"9007199254740993\"}"},
       {"{\"r\":1.23,\"h\":100.0,\"e\":1e21,\"m\":1.5e-7,\"u\":0.000001,"
        "\"x\":0.30000000000000004,\"n\":-2.5,\"z\":0.0}",
        "{\"r\":\"1.23\",\"h\":\"100\",\"e\":\"1e+21\",\"m\":\"1.5e-7\",\"u\":"
-       "\"0.000001\",\"x\":\"0.30000000000000004\",\"n\":\"-2.5\",\"z\":\"0\"}"},
+       "\"0.000001\",\"x\":\"0.30000000000000004\",\"n\":\"-2.5\",\"z\":"
+       "\"0\"}"},
       {"{\"t\":true,\"f\":false,\"n\":null}",
        "{\"t\":\"true\",\"f\":\"false\",\"n\":\"\"}"},
       {"{\"a\":[1,2,3],\"o\":{\"k\":\"v\",\"2\":1,\"1\":[1.0,null]}}",
        "{\"a\":\"[1,2,3]\",\"o\":\"{\\\"1\\\":[1,null],\\\"2\\\":1,\\\"k\\\":"
        "\\\"v\\\"}\"}"},
-      {"{\"ctl\":[\"\\b\\u0001/\"]}", "{\"ctl\":\"[\\\"\\\\b\\\\u0001/\\\"]\"}"},
+      {"{\"ctl\":[\"\\b\\u0001/\"]}",
+       "{\"ctl\":\"[\\\"\\\\b\\\\u0001/\\\"]\"}"},
   };
   for (size_t i = 0; i < CG_ARRAY_SIZE(rows); i++) {
     json_t *in = json_loads(rows[i].in, 0, NULL);

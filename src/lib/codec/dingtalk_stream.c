@@ -88,9 +88,9 @@ static int depth_ok(const char *p, size_t n, int max) {
 static json_t *parse_object(const char *p, size_t n, const char *what,
                             char *err, size_t errlen, int *rc) {
   if (!depth_ok(p, n, CG_LIMIT_JSON_DEPTH)) {
-    *rc = fail(err, errlen, CG_EMALFORMED,
-               "%s nests JSON deeper than %d levels", what,
-               CG_LIMIT_JSON_DEPTH);
+    *rc =
+        fail(err, errlen, CG_EMALFORMED, "%s nests JSON deeper than %d levels",
+             what, CG_LIMIT_JSON_DEPTH);
     return NULL;
   }
   json_error_t je;
@@ -147,8 +147,8 @@ static int req_id(const json_t *obj, const char *path, const char *key,
   if (!s || !*s)
     return fail(err, errlen, CG_EMALFORMED, "%s.%s is missing", path, key);
   if (strlen(s) > CG_LIMIT_ID)
-    return fail(err, errlen, CG_EMALFORMED,
-                "%s.%s is longer than %u bytes", path, key, CG_LIMIT_ID);
+    return fail(err, errlen, CG_EMALFORMED, "%s.%s is longer than %u bytes",
+                path, key, CG_LIMIT_ID);
   *dst = s;
   return 0;
 }
@@ -171,13 +171,27 @@ static int js_quote(cg_buf *b, const char *s, size_t n) {
     char esc[6] = {'\\', 0, 0, 0, 0, 0};
     size_t el = 2;
     switch (c) {
-      case '"': esc[1] = '"'; break;
-      case '\\': esc[1] = '\\'; break;
-      case '\b': esc[1] = 'b'; break;
-      case '\f': esc[1] = 'f'; break;
-      case '\n': esc[1] = 'n'; break;
-      case '\r': esc[1] = 'r'; break;
-      case '\t': esc[1] = 't'; break;
+      case '"':
+        esc[1] = '"';
+        break;
+      case '\\':
+        esc[1] = '\\';
+        break;
+      case '\b':
+        esc[1] = 'b';
+        break;
+      case '\f':
+        esc[1] = 'f';
+        break;
+      case '\n':
+        esc[1] = 'n';
+        break;
+      case '\r':
+        esc[1] = 'r';
+        break;
+      case '\t':
+        esc[1] = 't';
+        break;
       default:
         esc[1] = 'u', esc[2] = '0', esc[3] = '0';
         esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
@@ -239,8 +253,8 @@ static int js_number(cg_buf *b, double v) {
       out[o++] = '.';
       memcpy(out + o, digits + 1, k - 1), o += k - 1;
     }
-    o += (size_t)snprintf(out + o, sizeof out - o, "e%c%d", n - 1 < 0 ? '-' : '+',
-                          abs(n - 1));
+    o += (size_t)snprintf(out + o, sizeof out - o, "e%c%d",
+                          n - 1 < 0 ? '-' : '+', abs(n - 1));
   }
   return cg_buf_append(b, out, o);
 }
@@ -272,26 +286,39 @@ static int js_member(cg_buf *b, int *first, const char *k, const json_t *v,
   return rc;
 }
 
+typedef struct idx_key {
+  unsigned long long n;
+  const char *k;
+  json_t *v;
+} idx_key;
+
+static int idx_cmp(const void *a, const void *b) {
+  const idx_key *x = a, *y = b;
+  return x->n < y->n ? -1 : x->n > y->n;
+}
+
 static int js_object(cg_buf *b, const json_t *obj, int depth) {
   int rc = cg_buf_append(b, "{", 1), first = 1;
   const char *k;
   json_t *v;
-  /* Index keys, smallest first (a selection pass: objects here are small). */
-  unsigned long long last = 0;
-  int have_last = 0;
-  for (;;) {
-    const char *best = NULL;
-    unsigned long long bv = 0, x;
+  unsigned long long x;
+  /* Index keys first, ascending: sorted, not selected, so a hostile object
+   * of 100000 numeric keys costs n log n. */
+  size_t nidx = 0;
+  json_object_foreach((json_t *)obj, k, v) nidx += array_index(k, &x);
+  if (nidx && !rc) {
+    idx_key *keys = malloc(nidx * sizeof *keys);
+    if (!keys) return CG_ENOMEM;
+    size_t i = 0;
     json_object_foreach((json_t *)obj, k, v) {
-      if (array_index(k, &x) && (!have_last || x > last) && (!best || x < bv))
-        best = k, bv = x;
+      if (array_index(k, &x)) keys[i++] = (idx_key){x, k, v};
     }
-    if (!best || rc) break;
-    rc = js_member(b, &first, best, json_object_get(obj, best), depth);
-    last = bv, have_last = 1;
+    qsort(keys, nidx, sizeof *keys, idx_cmp);
+    for (i = 0; i < nidx && !rc; i++)
+      rc = js_member(b, &first, keys[i].k, keys[i].v, depth);
+    free(keys);
   }
   json_object_foreach((json_t *)obj, k, v) {
-    unsigned long long x;
     if (rc) break;
     if (!array_index(k, &x)) rc = js_member(b, &first, k, v, depth);
   }
@@ -430,7 +457,8 @@ bad:
   return rc;
 }
 
-/* ---- ACKs ----------------------------------------------------------------- */
+/* ---- ACKs -----------------------------------------------------------------
+ */
 
 /* Mirrors DWClient.onSystem, case "ping":
  *   JSON.stringify({code: 200, headers: downstream.headers, message: "OK",
@@ -486,8 +514,8 @@ int cg__dt_ack(const cg__dt_frame *f, int code, const char *message,
 int cg__dt_event_ack_data(int success, const char *message, cg_buf *out) {
   cg_assert(out);
   size_t start = out->len;
-  int rc = cg_buf_appends(out, success ? "{\"status\":\"SUCCESS\""
-                                       : "{\"status\":\"LATER\"");
+  int rc = cg_buf_appends(
+      out, success ? "{\"status\":\"SUCCESS\"" : "{\"status\":\"LATER\"");
   if (!rc && message) {
     rc = cg_buf_appends(out, ",\"message\":");
     if (!rc) rc = js_quotes(out, message);
@@ -552,11 +580,12 @@ int cg__dt_open_response(const char *body, size_t len, char **endpoint,
   if (!body || !len)
     return fail(err, errlen, CG_EMALFORMED, "empty connections/open answer");
   int rc;
-  json_t *j = parse_object(body, len, "the connections/open answer", err,
-                           errlen, &rc);
+  json_t *j =
+      parse_object(body, len, "the connections/open answer", err, errlen, &rc);
   if (!j) return rc;
   const char *e = NULL, *t = NULL;
-  json_t *ev = json_object_get(j, "endpoint"), *tv = json_object_get(j, "ticket");
+  json_t *ev = json_object_get(j, "endpoint"),
+         *tv = json_object_get(j, "ticket");
   if (json_is_string(ev)) e = json_string_value(ev);
   if (json_is_string(tv)) t = json_string_value(tv);
   /* §1.2: every SDK treats an empty endpoint or ticket as failure. */
@@ -590,7 +619,8 @@ char *cg__dt_connect_url(const char *endpoint, const char *ticket) {
   cg_buf b;
   cg_buf_init(&b, 4 * CG_LIMIT_URL + strlen(endpoint) + 3 * strlen(ticket));
   int rc = cg_buf_appends(&b, endpoint);
-  if (!rc) rc = cg_buf_appends(&b, strchr(endpoint, '?') ? "&ticket=" : "?ticket=");
+  if (!rc)
+    rc = cg_buf_appends(&b, strchr(endpoint, '?') ? "&ticket=" : "?ticket=");
   for (const unsigned char *p = (const unsigned char *)ticket; !rc && *p; p++) {
     if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
         (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' ||
@@ -608,7 +638,8 @@ char *cg__dt_connect_url(const char *endpoint, const char *ticket) {
   return b.data;
 }
 
-/* ---- payloads → cg_action --------------------------------------------------- */
+/* ---- payloads → cg_action ---------------------------------------------------
+ */
 
 /* A compact jansson dump owned by the action (value_json, like Lark's). */
 static char *dump_compact(const json_t *v) {
@@ -709,8 +740,8 @@ static int decode_message(cg__action_rec *rec, json_t *data, char *err,
   int rc;
   a->kind = CG_KIND_MESSAGE;
   if ((rc = req_id(data, "data", "msgId", &a->message_id, err, errlen)) ||
-      (rc = opt_str(data, "data", "conversationId", &a->chat_id, err,
-                    errlen)) ||
+      (rc =
+           opt_str(data, "data", "conversationId", &a->chat_id, err, errlen)) ||
       (rc = opt_str(data, "data", "senderStaffId", &a->user_id, err, errlen)) ||
       (rc = opt_str(data, "data", "senderId", &a->open_id, err, errlen)) ||
       (rc = opt_str(data, "data", "senderCorpId", &a->tenant_key, err,
@@ -719,7 +750,8 @@ static int decode_message(cg__action_rec *rec, json_t *data, char *err,
     return rc;
   json_t *text = member(data, "text");
   if (text && !json_is_object(text))
-    return fail(err, errlen, CG_EMALFORMED, "data.text must be an object, not %s",
+    return fail(err, errlen, CG_EMALFORMED,
+                "data.text must be an object, not %s",
                 cg__json_type_name(text));
   json_t *c = text ? member(text, "content") : NULL;
   if (c && !json_is_string(c))
@@ -790,7 +822,8 @@ int cg__dt_decode_action(const cg__dt_frame *f, int64_t now_ms,
   return 0;
 }
 
-/* ---- replies ---------------------------------------------------------------- */
+/* ---- replies ----------------------------------------------------------------
+ */
 
 json_t *cg__dt_param_map(const json_t *vars) {
   if (!json_is_object(vars)) return NULL;
@@ -841,22 +874,24 @@ int cg__dt_encode_reply(const cg_action *a, const cg_reply *r, cg_buf *out,
     rc = cg_buf_appends(out, r->custom_body ? r->custom_body : "");
   } else if (r && r->template_id) {
     rc = cg_buf_appends(out, "{\"response\":{\"cardData\":{\"cardParamMap\":");
-    json_t *m = r->template_vars ? cg__dt_param_map(r->template_vars)
-                                 : json_object();
+    json_t *m =
+        r->template_vars ? cg__dt_param_map(r->template_vars) : json_object();
     if (!rc) rc = m ? js_value(out, m, 0) : CG_ENOMEM;
     json_decref(m);
     if (!rc)
       rc = cg_buf_appends(
           out, "},\"cardUpdateOptions\":{\"updateCardDataByKey\":true}}}");
     if (r->card)
-      set_dropped(dropped, "a card JSON cannot replace a DingTalk card; only "
-                           "template variables are sent");
+      set_dropped(dropped,
+                  "a card JSON cannot replace a DingTalk card; only "
+                  "template variables are sent");
     if (r->toast_content)
       set_dropped(dropped, "DingTalk card callbacks have no toast");
   } else {
     if (r && r->card)
-      set_dropped(dropped, "a card JSON cannot replace a DingTalk card; "
-                           "answer with template variables");
+      set_dropped(dropped,
+                  "a card JSON cannot replace a DingTalk card; "
+                  "answer with template variables");
     else if (r && r->toast_content)
       set_dropped(dropped, "DingTalk card callbacks have no toast");
     else if (r && r->inline_title)
@@ -871,7 +906,8 @@ char *cg__dt_open_space_id(int group, const char *id) {
   if (!id) return NULL;
   cg_buf b;
   cg_buf_init(&b, strlen(id) + 64);
-  if (cg_buf_appends(&b, group ? "dtv1.card//IM_GROUP." : "dtv1.card//IM_ROBOT.") ||
+  if (cg_buf_appends(&b,
+                     group ? "dtv1.card//IM_GROUP." : "dtv1.card//IM_ROBOT.") ||
       cg_buf_appends(&b, id)) {
     cg_buf_free(&b);
     return NULL;

@@ -57,11 +57,15 @@ void cg__dt_frame_clear(cg__dt_frame *f);
  *                  "OK", data = the response JSON (a string)
  *   EVENT        → {"status":"SUCCESS"|"LATER","message":…} as data
  * data/data_len: the ACK's data string content (copied, escaped as a JSON
- * string). 0, CG_ENOMEM. */
+ * string); data NULL leaves the data key out (as JSON.stringify drops an
+ * undefined member). message NULL = "OK". A ping without data is echoed
+ * without data. Strings are escaped the JSON.stringify way. 0, CG_ENOMEM,
+ * CG_ETOOBIG (out is full; nothing is appended). */
 int cg__dt_ack_ping(const cg__dt_frame *ping, cg_buf *out);
 int cg__dt_ack(const cg__dt_frame *f, int code, const char *message,
                const char *data, size_t data_len, cg_buf *out);
-/* Data string for an EVENT ACK. */
+/* Data string for an EVENT ACK; message NULL leaves the key out
+ * ({"status":"SUCCESS"} is the SDK's default answer). */
 int cg__dt_event_ack_data(int success, const char *message, cg_buf *out);
 
 /* ---- the connection-open exchange (dingtalk.md §1.2) -------------------- */
@@ -98,7 +102,9 @@ char *cg__dt_connect_url(const char *endpoint, const char *ticket);
  * platform DINGTALK, format DINGTALK, transport DINGTALK_STREAM,
  * received_at_ms = now_ms. CG_EMALFORMED with err for a missing/garbled
  * data, content or required id; CG_EUNSUPPORTED for another topic.
- * *out owned by the caller (cg__action_free). */
+ * *out owned by the caller (cg__action_free); it owns every string it
+ * points to (rec->root is [data object, messageId, parsed content or the
+ * trimmed text]), so the frame may be cleared first. */
 int cg__dt_decode_action(const cg__dt_frame *f, int64_t now_ms,
                          cg__action_rec **out, char *err, size_t errlen);
 
@@ -111,7 +117,9 @@ int cg__dt_decode_action(const cg__dt_frame *f, int64_t now_ms,
  *   custom            → the custom body as is
  *   card / toast      → not expressible on DingTalk: encoded as keep and
  *                       *dropped set to a short reason (else "")
- * For a CG_KIND_MESSAGE action the answer is always {"response":null}.
+ * The template id itself is not sent (a callback cannot switch templates).
+ * For a CG_KIND_MESSAGE action the answer is always {"response":null}
+ * (anything but keep is reported in *dropped).
  * dropped: 128-byte buffer or NULL. */
 int cg__dt_encode_reply(const cg_action *a, const cg_reply *r, cg_buf *out,
                         char *dropped);

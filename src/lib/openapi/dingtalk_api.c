@@ -43,8 +43,8 @@ struct op {
   op *next;           /* waiters queue */
   const char *method; /* static */
   char *path;
-  char *body;         /* NULL: no body */
-  char *token_used;   /* token of the attempt in flight */
+  char *body;       /* NULL: no body */
+  char *token_used; /* token of the attempt in flight */
   int attempts;
   int token_retried;
   int deliver; /* createAndDeliver: check every deliverResults[i] */
@@ -191,7 +191,8 @@ void cg__dt_api_classify(int err, int status, const char *body, size_t len,
     if (json_is_false(success) || (code && !json_is_true(success))) {
       out->cls = CG__DT_API_PERMANENT;
       if (!out->msg[0])
-        cg_strlcpy(out->msg, "the answer says success: false", sizeof(out->msg));
+        cg_strlcpy(out->msg, "the answer says success: false",
+                   sizeof(out->msg));
     } else {
       out->cls = CG__DT_API_OK;
     }
@@ -346,7 +347,8 @@ static void on_call_done(int rc, const cg__https_resp *resp, void *ud) {
   json_t *root = NULL;
   cg__dt_api_classify(rc, resp->status, resp->body, resp->body_len,
                       resp->retry_after, &r, &root);
-  if (!r.request_id[0]) cg_strlcpy(r.request_id, resp->logid, sizeof(r.request_id));
+  if (!r.request_id[0])
+    cg_strlcpy(r.request_id, resp->logid, sizeof(r.request_id));
   if (rc && rc != UV_ECANCELED && resp->detail[0])
     cg_strlcpy(r.msg, resp->detail, sizeof(r.msg));
 
@@ -430,7 +432,8 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
   json_t *root = NULL;
   cg__dt_api_classify(rc, resp->status, resp->body, resp->body_len,
                       resp->retry_after, &r, &root);
-  if (!r.request_id[0]) cg_strlcpy(r.request_id, resp->logid, sizeof(r.request_id));
+  if (!r.request_id[0])
+    cg_strlcpy(r.request_id, resp->logid, sizeof(r.request_id));
   if (rc && rc != UV_ECANCELED && resp->detail[0])
     cg_strlcpy(r.msg, resp->detail, sizeof(r.msg));
   r.token_error = 1;
@@ -586,8 +589,8 @@ int cg__dt_api_create_and_deliver(cg__dt_api *api, const cg__dt_card_spec *spec,
                                   cg__dt_api_cb cb, void *ud) {
   int rc = common_checks(api, cb);
   if (rc) return rc;
-  if (!spec || !arg_ok(spec->card_template_id) ||
-      !arg_ok(spec->out_track_id) || !arg_ok(spec->space_id) ||
+  if (!spec || !arg_ok(spec->card_template_id) || !arg_ok(spec->out_track_id) ||
+      !arg_ok(spec->space_id) ||
       (spec->robot_code && !arg_ok(spec->robot_code)) ||
       strchr(spec->space_id, ';'))
     return CG_EINVAL;
@@ -642,9 +645,8 @@ int cg__dt_api_update_card(cg__dt_api *api, const char *out_track_id,
                 ud);
 }
 
-int cg__dt_api_call(cg__dt_api *api, const char *method,
-                    const char *path_query, const char *body, cg__dt_api_cb cb,
-                    void *ud) {
+int cg__dt_api_call(cg__dt_api *api, const char *method, const char *path_query,
+                    const char *body, cg__dt_api_cb cb, void *ud) {
   int rc = common_checks(api, cb);
   if (rc) return rc;
   static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};

@@ -36,11 +36,11 @@ typedef struct cg__dt_api cg__dt_api;
 #define CG__DT_DEFAULT_RETRY_AFTER_MS 1000u
 
 typedef enum {
-  CG__DT_API_OK = 0,       /* 2xx and not success:false (and every space
-                              delivered, for createAndDeliver) */
-  CG__DT_API_RETRYABLE,    /* timeout, connection failure, 5xx,
-                              system.busy, garbled 2xx */
-  CG__DT_API_RATE_LIMITED, /* QpsLimit* / HTTP 429: wait retry_after_ms */
+  CG__DT_API_OK = 0,        /* 2xx and not success:false (and every space
+                               delivered, for createAndDeliver) */
+  CG__DT_API_RETRYABLE,     /* timeout, connection failure, 5xx,
+                               system.busy, garbled 2xx */
+  CG__DT_API_RATE_LIMITED,  /* QpsLimit* / HTTP 429: wait retry_after_ms */
   CG__DT_API_TOKEN_INVALID, /* InvalidAuthentication / 401 even after
                                evict + refetch + retry */
   CG__DT_API_PERMANENT,     /* anything else: the same call is futile */
@@ -93,15 +93,15 @@ typedef struct cg__dt_api_options {
    * http:// only to a loopback host (127.0.0.0/8, [::1], localhost) for
    * tests and the emulator. Copied. */
   const char *base_url;
-  const char *app_key;     /* required (Client ID); copied */
-  const char *app_secret;  /* required (Client Secret); copied, never logged */
-  const char *robot_code;  /* robotCode of deliveries; NULL = app_key */
-  uint32_t timeout_ms;     /* per HTTP attempt; 0 = 10000 */
+  const char *app_key;    /* required (Client ID); copied */
+  const char *app_secret; /* required (Client Secret); copied, never logged */
+  const char *robot_code; /* robotCode of deliveries; NULL = app_key */
+  uint32_t timeout_ms;    /* per HTTP attempt; 0 = 10000 */
   size_t max_response_bytes; /* 0 = CG_LIMIT_BODY_DEFAULT */
-  cg_log_fn log;           /* may be NULL */
+  cg_log_fn log;             /* may be NULL */
   void *log_ud;
-  cg_log_level log_level;  /* lines below it are dropped */
-  cg__dt_clock_fn clock;   /* NULL = uv_hrtime()-based */
+  cg_log_level log_level; /* lines below it are dropped */
+  cg__dt_clock_fn clock;  /* NULL = uv_hrtime()-based */
   void *clock_ud;
 } cg__dt_api_options;
 
@@ -124,9 +124,9 @@ typedef struct cg__dt_card_spec {
   /* JSON object of template variables, or NULL for {}: converted to
    * cardParamMap strings (§4.7, cg__dt_param_map). */
   const char *card_param_map_json;
-  int group;            /* 1: IM_GROUP (space_id = openConversationId);
-                           0: IM_ROBOT 1:1 (space_id = userId) */
-  const char *space_id; /* required */
+  int group;              /* 1: IM_GROUP (space_id = openConversationId);
+                             0: IM_ROBOT 1:1 (space_id = userId) */
+  const char *space_id;   /* required */
   const char *robot_code; /* NULL = the client's robot code */
 } cg__dt_card_spec;
 
@@ -153,9 +153,8 @@ int cg__dt_api_update_card(cg__dt_api *api, const char *out_track_id,
 
 /* Any other call with the access token: method "GET", "POST", "PUT" or
  * "DELETE"; path_query starts with "/v1.0/"; body: JSON text or NULL. */
-int cg__dt_api_call(cg__dt_api *api, const char *method,
-                    const char *path_query, const char *body, cg__dt_api_cb cb,
-                    void *ud);
+int cg__dt_api_call(cg__dt_api *api, const char *method, const char *path_query,
+                    const char *body, cg__dt_api_cb cb, void *ud);
 
 /* Drops the cached access token (the next call fetches one). */
 void cg__dt_api_evict_token(cg__dt_api *api);
