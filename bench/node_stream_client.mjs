@@ -1,0 +1,51 @@
+// The baseline for bench/run_stream.sh: the official Node SDKs' long-connection
+// clients doing what cardgate does in the same run — answer every card click
+// with a fixed answer — against bench_stream_gateway.
+//   node node_stream_client.mjs lark|dingtalk BASE_URL [N]
+// N > 1: open N clients and print {"connections":N,"rss_before_kib",...} once
+// all are connected (memory per connection), then stay up.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const mods = '../tests/interop/node_modules/';
+const [mode, base, nArg] = process.argv.slice(2);
+const n = Number(nArg || 1);
+const rss = () => Math.round(process.memoryUsage().rss / 1024);
+const card = { config: { wide_screen_mode: true }, elements: [{ tag: 'div', text: { tag: 'lark_md', content: '已完成' } }] };
+let connected = 0;
+const rss0 = rss();
+const report = () => {
+  if (++connected === n && n > 1) {
+    const r = rss();
+    console.log(JSON.stringify({ connections: n, rss_before_kib: rss0, rss_after_kib: r,
+      per_connection_kib: Math.round(((r - rss0) / n) * 10) / 10 }));
+  }
+};
+
+if (mode === 'lark') {
+  const lark = require(mods + '@larksuiteoapi/node-sdk');
+  const dispatcher = new lark.EventDispatcher({ loggerLevel: lark.LoggerLevel.error }).register({
+    'card.action.trigger': async () => ({ card: { type: 'raw', data: card } }),
+  });
+  for (let i = 0; i < n; i++) {
+    const ws = new lark.WSClient({ appId: 'cli_a1b2c3d4e5f60718', appSecret: 'bench_secret', domain: base,
+      loggerLevel: lark.LoggerLevel.error });
+    ws.start({ eventDispatcher: dispatcher }).then(() => setTimeout(report, 200));
+  }
+} else {
+  // The SDK's open-connection URL is a constant: point it at the gateway.
+  const axios = require(mods + 'axios');
+  axios.interceptors.request.use((cfg) => {
+    cfg.url = cfg.url.replace('https://api.dingtalk.com', base);
+    return cfg;
+  });
+  const { DWClient, TOPIC_CARD } = require(mods + 'dingtalk-stream');
+  for (let i = 0; i < n; i++) {
+    const c = new DWClient({ clientId: 'ding_bench', clientSecret: 'bench_secret', debug: false });
+    c.registerCallbackListener(TOPIC_CARD, (res) => {
+      c.socketCallBackResponse(res.headers.messageId, { cardData: { cardParamMap: {} },
+        cardUpdateOptions: { updateCardDataByKey: true } });
+    });
+    c.connect().then(() => setTimeout(report, 200));
+  }
+}
