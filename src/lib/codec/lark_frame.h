@@ -17,6 +17,7 @@
 #define CG__LARK_FRAME_MAX_HEADERS 64u            /* headers in one frame */
 #define CG__LARK_FRAGMENTS_MAX 64u                /* "sum" of one message */
 #define CG__LARK_MESSAGE_MAX (8u * 1024u * 1024u) /* one reassembled payload */
+#define CG__LARK_FRAGS_PENDING_MAX 1024u /* incomplete messages in one cache */
 
 /* method (lark.md §3.5) */
 #define CG__LARK_METHOD_CONTROL 0
@@ -152,10 +153,12 @@ void cg__lark_frags_free(cg__lark_frags *c);
  * the fragments joined as bytes in seq order, NUL-terminated, *out_len) when
  * this fragment completes the message; 0 when more are needed (a repeated
  * seq replaces the earlier bytes); CG_EMALFORMED for sum 0, sum over
- * CG__LARK_FRAGMENTS_MAX, seq >= sum, a sum that changed, or an empty or
- * over-long message id; CG_ETOOBIG when the message would pass
- * CG__LARK_MESSAGE_MAX or the cache max_bytes (the message is dropped);
- * CG_ENOMEM. Expired entries are swept first. */
+ * CG__LARK_FRAGMENTS_MAX, seq >= sum, a sum that changed (the pending
+ * message is kept), or an empty or over-long (> CG_LIMIT_ID) message id;
+ * CG_ETOOBIG when the message would pass CG__LARK_MESSAGE_MAX or the cache
+ * max_bytes (the message is dropped), or when a new message would make more
+ * than CG__LARK_FRAGS_PENDING_MAX pending; CG_ENOMEM. sum 1 returns the
+ * bytes at once without caching. Expired entries are swept first. */
 int cg__lark_frags_add(cg__lark_frags *c, const char *message_id, uint32_t sum,
                        uint32_t seq, const uint8_t *data, size_t len,
                        uint64_t now_ms, uint8_t **out, size_t *out_len);

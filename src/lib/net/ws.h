@@ -106,7 +106,9 @@ int cg__ws_ping(cg__ws *ws, const void *data, size_t len);
 /* Starts the closing handshake with code and reason (≤ 123 bytes, copied,
  * may be NULL). Queued messages go out first. If the peer does not finish
  * the handshake within 2 s the socket is closed anyway. on_close follows
- * (rc 0 when the peer answered). Idempotent. */
+ * (rc 0 when the peer answered, CG_ETIMEDOUT when it did not). Before the
+ * connection is open there is no handshake: the attempt ends, on_close
+ * gets UV_ECANCELED. Idempotent. */
 void cg__ws_close(cg__ws *ws, uint16_t code, const char *reason);
 /* Drops the connection now: no close frame; on_close follows with
  * UV_ECANCELED (unless it already ended). Idempotent. */
