@@ -40,6 +40,9 @@ static const char usage_text[] =
     "  --encrypt-key K          env LARK_ENCRYPT_KEY (signs v2 clicks, encrypts all)\n"
     "  --token-expire-s N       access-token lifetime (default 7200)\n"
     "  --card-token-ttl-s N     callback update-token lifetime (default 1800)\n"
+    "  --ws-port N              the gateways' WebSocket port (default 0 = any)\n"
+    "  --dingtalk-client-id ID  DingTalk Client ID (default ding_emulator)\n"
+    "  --dingtalk-client-secret S  (default emulator_secret)\n"
     "  --store-app              a store (marketplace) app: app_access_token with the\n"
     "                           app_ticket, tenant tokens per tenant key, and\n"
     "                           app_ticket/resend, which POSTs an app_ticket event\n"
@@ -256,7 +259,7 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 enum {
   O_HOST = 2000, O_PORT, O_APPURL, O_APPID, O_SECRET, O_VTOKEN, O_EKEY,
-  O_TEXP, O_CTTL, O_LOGF, O_STORE
+  O_TEXP, O_CTTL, O_LOGF, O_STORE, O_WSPORT, O_DTID, O_DTSECRET
 };
 static const struct option server_opts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -270,6 +273,9 @@ static const struct option server_opts[] = {
     {"card-token-ttl-s", required_argument, 0, O_CTTL},
     {"log-format", required_argument, 0, O_LOGF},
     {"store-app", no_argument, 0, O_STORE},
+    {"ws-port", required_argument, 0, O_WSPORT},
+    {"dingtalk-client-id", required_argument, 0, O_DTID},
+    {"dingtalk-client-secret", required_argument, 0, O_DTSECRET},
     {"help", no_argument, 0, 'h'},
     {0, 0, 0, 0}};
 
@@ -301,6 +307,12 @@ int cg_cli_emulate(int argc, char **argv) {
           return cg_cli_usage_error("emulate", "--port wants 0..65535, got '%s'", optarg);
         break;
       case O_APPURL: o.app_url = optarg; break;
+      case O_WSPORT:
+        if (parse_pos(optarg, &o.ws_port) || o.ws_port > 65535)
+          return cg_cli_usage_error("emulate", "--ws-port wants 0..65535, got '%s'", optarg);
+        break;
+      case O_DTID: o.dingtalk_client_id = optarg; break;
+      case O_DTSECRET: o.dingtalk_client_secret = optarg; break;
       case O_APPID: o.app_id = optarg; break;
       case O_SECRET: o.app_secret = optarg; break;
       case O_VTOKEN: o.verification_token = optarg; break;
@@ -354,6 +366,10 @@ int cg_cli_emulate(int argc, char **argv) {
   printf("  send a card through it: cardgate send --base-url http://%s:%d …\n", h, port);
   printf("  click a card:          cardgate emulate click --emulator http://%s:%d --message-id om_…\n", h, port);
   printf("  inspect:               curl http://%s:%d/emulator/state\n", h, port);
+  printf("cardgate emulate: gateways on ws://%s:%d (Lark /ws/v2, DingTalk /connect)\n", h, cg__emu_ws_port(st.emu));
+  printf("  Lark long connection:  cardgate serve --lark-transport ws --lark-base-url http://%s:%d\n", h, port);
+  printf("  DingTalk Stream:       cardgate serve --dingtalk-client-id %s --dingtalk-base-url http://%s:%d\n",
+         o.dingtalk_client_id ? o.dingtalk_client_id : "ding_emulator", h, port);
   if (!o.app_url) printf("  (no --app-url: clicks need one; set it with POST /emulator/config {\"app_url\":…})\n");
   fflush(stdout);
   uv_signal_init(&loop, &st.sigint);

@@ -17,6 +17,7 @@
 #include "../lib/net/https_client.h"
 #include "cardgate/error.h"
 #include "cardgate/lark.h"
+#include "gateway_int.h"
 
 /* lark.md §4.6: token invalid; §9.4 missing receive_id_type; §9.3 wrong
  * secret; §4.6 rate limited; §4.4 im errors. */
@@ -81,6 +82,12 @@ struct cg__emu {
   json_t *pushes;      /* store apps: app_ticket events sent (array) */
   fault faults[2]; /* 0 api, 1 token */
   held *held;
+  /* The long-connection gateways on one ws listener (gateway_int.h). */
+  cg__ws_server *ws;
+  int ws_port_opt;
+  cg__emu_lark_gw *lark_gw;
+  cg__emu_dt_gw *dt_gw;
+  int gw_open; /* gateways (and the ws server) not closed yet */
   int clicks; /* in flight */
   int closing;
   void (*close_cb)(void *);
@@ -1053,14 +1060,14 @@ static void handle_click(cg__emu *e, cg__http_req *req, json_t *b) {
 /* ------------------------------------------------------------ control */
 
 static json_t *config_json(cg__emu *e) {
-  return json_pack("{s:s,s:s?,s:s,s:s,s:i,s:i,s:i,s:b,s:b,s:b}", "app_id",
+  return json_pack("{s:s,s:s?,s:s,s:s,s:i,s:i,s:i,s:b,s:b,s:b,s:i}", "app_id",
                    e->app_id, "app_url", e->app_url, "card_path", e->card_path,
                    "event_path", e->event_path, "token_expire_s",
                    e->token_expire_s, "card_token_ttl_s", e->card_token_ttl_s,
                    "card_token_max_uses", e->card_token_max_uses,
                    "verification_token_set", e->vtoken != NULL,
                    "encrypt_key_set", e->ekey != NULL, "store_app",
-                   e->store_app);
+                   e->store_app, "ws_port", cg__emu_ws_port(e));
 }
 
 static json_t *fault_json(const fault *f) {
@@ -1086,14 +1093,17 @@ static void handle_control(cg__emu *e, cg__http_req *req,
   json_t *b = json_loadb(r->body, r->body_len, 0, NULL);
   if (path_eq(r, "/emulator/state") && method_is(r, "GET")) {
     reply_json(req, 200,
-               json_pack("{s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:{s:o,s:o},s:O}",
+               json_pack("{s:o,s:O,s:O,s:O,s:O,s:O,s:O,s:{s:o,s:o},s:O,"
+                         "s:o,s:o}",
                          "config", config_json(e), "messages", e->messages,
                          "callbacks", e->callbacks, "calls", e->calls,
                          "early_updates", e->early, "card_tokens",
                          e->card_tokens, "access_tokens", e->access, "faults",
                          "api", fault_json(&e->faults[0]), "token",
                          fault_json(&e->faults[1]), "app_ticket_pushes",
-                         e->pushes));
+                         e->pushes, "lark_ws",
+                         cg__emu_lark_gw_state(e->lark_gw), "dingtalk",
+                         cg__emu_dt_gw_state(e->dt_gw)));
   } else if (path_eq(r, "/emulator/click") && method_is(r, "POST")) {
     if (!json_is_object(b))
       reply_json(req, 400, err_obj(400, "body must be a JSON object"));
@@ -1159,6 +1169,8 @@ static void handle_control(cg__emu *e, cg__http_req *req,
                                     "URL set?)"));
   } else if (path_eq(r, "/emulator/reset") && method_is(r, "POST")) {
     clear_state(e);
+    cg__emu_lark_gw_reset(e->lark_gw);
+    cg__emu_dt_gw_reset(e->dt_gw);
     e->token_expire_s = e->init.token_expire_s;
     e->card_token_ttl_s = e->init.card_token_ttl_s;
     e->card_token_max_uses = e->init.card_token_max_uses;
@@ -1173,6 +1185,9 @@ static void handle_control(cg__emu *e, cg__http_req *req,
 
 static void on_request(cg__http_req *req, const cg__http_request *r, void *ud) {
   cg__emu *e = ud;
+  if (cg__emu_lark_gw_http(e->lark_gw, req, r) ||
+      cg__emu_dt_gw_http(e->dt_gw, req, r))
+    return;
   static const char tenant[] = "/open-apis/auth/v3/tenant_access_token/internal";
   static const char app[] = "/open-apis/auth/v3/app_access_token/internal";
   if (r->path_len >= 10 && !memcmp(r->path, "/emulator/", 10))
@@ -1281,6 +1296,12 @@ cg__emu *cg__emu_new(uv_loop_t *loop, const cg__emu_options *o, int *err) {
     cg_server_close(e->srv, NULL, NULL);
     goto fail;
   }
+  e->ws_port_opt = o->ws_port;
+  cg__emu_dt_options dto = {o->dingtalk_client_id, o->dingtalk_client_secret};
+  e->lark_gw = cg__emu_lark_gw_new(e);
+  e->dt_gw = cg__emu_dt_gw_new(e, &dto);
+  cg_assert(e->lark_gw && e->dt_gw); /* out of memory at startup */
+  e->gw_open = 3;
   if (err) *err = 0;
   return e;
 fail:
@@ -1290,8 +1311,105 @@ fail0:
   return NULL;
 }
 
+/* Routes an upgrade by path: Lark /ws/v2, DingTalk /connect. */
+static int on_ws_accept(cg__ws_server *s, const cg__ws_request *req,
+                        cg__ws_callbacks *cbs, void **conn_ud,
+                        char *refuse_headers, char *refuse_body, void *ud) {
+  (void)s;
+  cg__emu *e = ud;
+  if (!strcmp(req->path, "/ws/v2"))
+    return cg__emu_lark_gw_accept(e->lark_gw, req, cbs, conn_ud,
+                                  refuse_headers, refuse_body);
+  if (!strcmp(req->path, "/connect"))
+    return cg__emu_dt_gw_accept(e->dt_gw, req, cbs, conn_ud, refuse_headers,
+                                refuse_body);
+  cg_strlcpy(refuse_body, "{\"code\":404,\"msg\":\"not found: /ws/v2 or /connect\"}", 1024);
+  return 404;
+}
+
 int cg__emu_listen(cg__emu *e) {
-  return e ? cg_server_listen(e->srv) : CG_EINVAL;
+  if (!e) return CG_EINVAL;
+  int rc = cg_server_listen(e->srv);
+  if (rc || e->ws) return rc;
+  cg__ws_server_options wo = {.host = e->host, .port = e->ws_port_opt};
+  return cg__ws_server_new(e->loop, &wo, on_ws_accept, e, &e->ws);
+}
+
+int cg__emu_ws_port(const cg__emu *e) {
+  return e && e->ws ? cg__ws_server_port(e->ws) : 0;
+}
+
+/* ---- services for the gateways (gateway_int.h) ---- */
+
+uv_loop_t *cg__emu_loop(cg__emu *e) { return e->loop; }
+const char *cg__emu_app_id(const cg__emu *e) { return e->app_id; }
+const char *cg__emu_app_secret(const cg__emu *e) { return e->app_secret; }
+const char *cg__emu_host(const cg__emu *e) { return e->host; }
+void cg__emu_reply(cg__http_req *req, int status, json_t *obj) {
+  reply_json(req, status, obj);
+}
+void cg__emu_new_id(cg__emu *e, const char *prefix, char *out, size_t cap) {
+  new_id(e, prefix, out, cap);
+}
+
+json_t *cg__emu_v2_click(cg__emu *e, const char *message_id, json_t *value,
+                         const char *op, const char *tenant, char *token,
+                         size_t cap) {
+  new_id(e, "c-emu-", token, cap);
+  json_object_set_new(e->card_tokens, token,
+                      json_pack("{s:s,s:I,s:b,s:i}", "message_id", message_id,
+                                "issued_ms", (json_int_t)cg_now_ms(),
+                                "answered", 0, "uses", 0));
+  json_t *val = value ? json_incref(value) : json_object();
+  json_t *body = click_body(e, message_id, token, val,
+                            op ? op : "ou_emulator_user", "button", 1,
+                            tenant && *tenant ? tenant : "emu_tenant");
+  json_decref(val);
+  return body;
+}
+
+void cg__emu_token_answered(cg__emu *e, const char *token) {
+  json_t *t = json_object_get(e->card_tokens, token);
+  if (t) json_object_set_new(t, "answered", json_true());
+}
+
+int cg__emu_replace_card(cg__emu *e, const char *message_id, json_t *card,
+                         const char *how) {
+  int held_msg = json_object_get(e->messages, message_id) != NULL;
+  replace_card(e, message_id, card, how);
+  return held_msg;
+}
+
+void cg__emu_logf(cg__emu *e, cg_log_level lv, const char *fmt, ...) {
+  if (!e->log) return;
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  e->log(lv, "emulator", line, e->log_ud);
+}
+
+char *cg__emu_hex(const void *p, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  char *s = malloc(n * 2 + 1);
+  if (!s) return NULL;
+  const unsigned char *b = p;
+  for (size_t i = 0; i < n; i++) {
+    s[2 * i] = digits[b[i] >> 4];
+    s[2 * i + 1] = digits[b[i] & 15];
+  }
+  s[2 * n] = '\0';
+  return s;
+}
+
+uint64_t cg__emu_rand64(void) {
+  static uint64_t x;
+  if (!x) x = (uint64_t)cg_now_ms() ^ (cg_mono_ms() << 21) ^ 0x9e3779b97f4a7c15ull;
+  x ^= x << 13; /* xorshift64 */
+  x ^= x >> 7;
+  x ^= x << 17;
+  return x;
 }
 
 int cg__emu_port(const cg__emu *e) {
@@ -1312,8 +1430,22 @@ static void on_https_closed(void *ud) {
   maybe_finish_close(e);
 }
 
+static void on_gw_closed(void *ud) {
+  cg__emu *e = ud;
+  e->gw_open--;
+  maybe_finish_close(e);
+}
+
+static void on_ws_closed(void *ud) {
+  cg__emu *e = ud;
+  e->ws = NULL;
+  e->gw_open--;
+  cg__emu_lark_gw_close(e->lark_gw, on_gw_closed, e);
+  cg__emu_dt_gw_close(e->dt_gw, on_gw_closed, e);
+}
+
 static void maybe_finish_close(cg__emu *e) {
-  if (!e->closing || e->https || e->clicks || !e->srv) return;
+  if (!e->closing || e->https || e->clicks || e->gw_open || !e->srv) return;
   cg_server *s = e->srv;
   e->srv = NULL;
   cg_server_close(s, on_server_closed, e);
@@ -1332,6 +1464,11 @@ void cg__emu_close(cg__emu *e, void (*cb)(void *ud), void *ud) {
     reply_json(h->req, 503, err_obj(503, "emulator closing"));
     uv_close((uv_handle_t *)&h->timer, held_close_cb);
   }
+  /* The ws server first (its connections end), then the gateways. */
+  if (e->ws)
+    cg__ws_server_close(e->ws, on_ws_closed, e);
+  else
+    on_ws_closed(e);
   /* Cancels clicks in flight (their callbacks answer their requests), then
    * closes the server, which waits for every answered request. */
   cg__https_close(e->https, on_https_closed, e);

@@ -39,6 +39,11 @@ typedef struct cg__emu_options {
    * app_ticket/resend, which POSTs an app_ticket event to app_url +
    * event_path (then answers). The self-built endpoints keep working. */
   int store_app;
+  /* The long-connection gateways (gateway_int.h): one plain ws:// listener
+   * on host for Lark (/ws/v2) and DingTalk Stream (/connect). */
+  int ws_port;                        /* 0 = ephemeral */
+  const char *dingtalk_client_id;     /* default "ding_emulator" */
+  const char *dingtalk_client_secret; /* default "emulator_secret" */
   cg_log_fn log;           /* may be NULL */
   void *log_ud;
 } cg__emu_options;
@@ -50,6 +55,8 @@ cg__emu *cg__emu_new(uv_loop_t *loop, const cg__emu_options *o, int *err);
 /* 0 or a libuv error. */
 int cg__emu_listen(cg__emu *e);
 int cg__emu_port(const cg__emu *e);
+/* The gateways' WebSocket port (after cg__emu_listen), else 0. */
+int cg__emu_ws_port(const cg__emu *e);
 /* Closes the listener and the HTTPS client, then calls cb (may be NULL)
  * from a close callback and frees e. Must be called once per emulator. */
 void cg__emu_close(cg__emu *e, void (*cb)(void *ud), void *ud);

@@ -75,14 +75,15 @@ enum {
   H_APP_COUNT,
   H_AUTH = H_APP_COUNT,
   H_CTYPE,
+  H_DTTOKEN, /* x-acs-dingtalk-access-token: the emulator's DingTalk API */
   H_COUNT
 };
 static const char *const header_names[H_COUNT] = {
     "x-lark-request-timestamp", "x-lark-request-nonce", "x-lark-signature",
-    "expect", "authorization", "content-type"};
+    "expect", "authorization", "content-type", "x-acs-dingtalk-access-token"};
 static const char *const header_display[H_COUNT] = {
     "X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Signature",
-    "Expect", "Authorization", "Content-Type"};
+    "Expect", "Authorization", "Content-Type", "x-acs-dingtalk-access-token"};
 
 typedef struct conn conn;
 
@@ -963,6 +964,8 @@ static void dispatch_handler(conn *c) {
   r.authorization_len = c->hv_set[H_AUTH] ? c->hv_len[H_AUTH] : 0;
   r.content_type = hv_ptr(c, H_CTYPE);
   r.content_type_len = c->hv_set[H_CTYPE] ? c->hv_len[H_CTYPE] : 0;
+  r.dt_token = hv_ptr(c, H_DTTOKEN);
+  r.dt_token_len = c->hv_set[H_DTTOKEN] ? c->hv_len[H_DTTOKEN] : 0;
   r.body = c->body.data ? c->body.data : "";
   r.body_len = c->body.len;
   c->busy = 1;

@@ -28,6 +28,8 @@ typedef struct cg__http_request {
   size_t authorization_len;
   const char *content_type; /* Content-Type header value */
   size_t content_type_len;
+  const char *dt_token; /* x-acs-dingtalk-access-token (DingTalk Open API) */
+  size_t dt_token_len;
   const char *body; /* never NULL ("" when empty) */
   size_t body_len;
 } cg__http_request;
