@@ -872,7 +872,7 @@ int cg__dt_encode_reply(const cg_action *a, const cg_reply *r, cg_buf *out,
     rc = cg_buf_appends(out, "{\"response\":null}");
   } else if (r && r->custom_status > 0) {
     rc = cg_buf_appends(out, r->custom_body ? r->custom_body : "");
-  } else if (r && r->template_id) {
+  } else if (r && (r->template_id || r->template_vars)) {
     rc = cg_buf_appends(out, "{\"response\":{\"cardData\":{\"cardParamMap\":");
     json_t *m =
         r->template_vars ? cg__dt_param_map(r->template_vars) : json_object();

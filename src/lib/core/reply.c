@@ -237,7 +237,17 @@ cg_reply *cg__reply_card_take(json_t *card, char *text) {
   return r;
 }
 
+cg_reply *cg__reply_vars_take(json_t *vars) {
+  cg_reply *r = vars ? cg_reply_keep() : NULL;
+  if (!r) {
+    json_decref(vars);
+    return NULL;
+  }
+  r->template_vars = vars;
+  return r;
+}
+
 int cg__reply_is_keep(const cg_reply *r) {
-  return !r || (!r->card && !r->template_id && !r->toast_content &&
+  return !r || (!r->card && !r->template_id && !r->template_vars && !r->toast_content &&
                 !r->toast_type && r->custom_status <= 0 && !r->inline_title);
 }

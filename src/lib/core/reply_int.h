@@ -29,6 +29,11 @@ struct cg_reply {
  * ENOMEM (both are released then). For the engine's own cards: no parse. */
 cg_reply *cg__reply_card_take(json_t *card, char *text);
 
+/* A reply made of template variables only (takes the reference; NULL on
+ * ENOMEM, vars released then): how a workflow answers on DingTalk, whose
+ * cards are templates. */
+cg_reply *cg__reply_vars_take(json_t *vars);
+
 /* 1 when the reply changes nothing (no card, template, toast, inline, custom). */
 int cg__reply_is_keep(const cg_reply *r);
 

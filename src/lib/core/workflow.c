@@ -1067,23 +1067,22 @@ int cg__workflow_step(const cg_workflow *wf, const cg_card_record *cur,
     size_t from = si;
     rc = fire(wf, t, &ctx, vars, &card, &si, err, errlen);
     if (rc) goto done;
-    /* Serialized once: the reply's bytes and the stored card's. */
-    char *text = json_dumps(card, JSON_COMPACT);
-    out->reply = text ? cg__reply_card_take(json_incref(card), text) : NULL;
+    int dingtalk = a->platform == CG_PLATFORM_DINGTALK;
+    if (dingtalk) {
+      /* DingTalk cards are templates: the click's answer is the new
+       * variables (cardParamMap), not a card, and there is no toast
+       * (dingtalk.md §3.2). */
+      out->reply = cg__reply_vars_take(json_deep_copy(vars));
+    } else {
+      /* Serialized once: the reply's bytes and the stored card's. */
+      char *text = json_dumps(card, JSON_COMPACT);
+      out->reply = text ? cg__reply_card_take(json_incref(card), text) : NULL;
+    }
     if (!out->reply) {
       rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
       goto done;
     }
-    if (a->platform == CG_PLATFORM_DINGTALK) {
-      /* DingTalk cards are templates: the click's answer is the new
-       * variables (cardParamMap), not a card (dingtalk.md §3.2). */
-      out->reply->template_vars = json_deep_copy(vars);
-      if (!out->reply->template_vars) {
-        rc = fail_step(err, errlen, CG_ENOMEM, "out of memory");
-        goto done;
-      }
-    }
-    if (t->has_toast) {
+    if (t->has_toast && !dingtalk) {
       rc = add_toast(&out->reply, &t->toast, &ctx, err, errlen);
       if (rc) goto done;
     }
@@ -1091,7 +1090,7 @@ int cg__workflow_step(const cg_workflow *wf, const cg_card_record *cur,
     cg_fmt(out->result, sizeof out->result, "%s -> %s", wf->states[from].name,
            wf->states[si].name);
   } else {
-    if (s->has_otherwise) {
+    if (s->has_otherwise && a->platform != CG_PLATFORM_DINGTALK) {
       rc = add_toast(&out->reply, &s->otherwise, &ctx, err, errlen);
       if (rc) goto done;
     } else {
