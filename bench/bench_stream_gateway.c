@@ -11,7 +11,8 @@
  *   bench_stream_gateway --mode lark|dingtalk [--seconds S] [--warmup S]
  *                        [--window W] [--hold]
  *
- * Prints "PORT <http port>" when listening. --hold: no pushes; prints
+ * Prints "PORT <http port>" when listening, "MEASURING" when the warm-up
+ * ends. --hold: no pushes; prints
  * "CONNECTIONS <n>" whenever the number of clients changes (memory runs).
  * Development tool, not a test. */
 #include <inttypes.h>
@@ -93,6 +94,8 @@ static void phase_cb(uv_timer_t *t) {
   if (g->measuring == 0) {
     g->measuring = 1;
     g->t_start_ns = now_ns();
+    printf("MEASURING\n"); /* bench/run_stream.sh samples the client's CPU now */
+    fflush(stdout);
     uv_timer_start(&g->phase, phase_cb, (uint64_t)(g->seconds * 1000), 0);
   } else {
     finish();

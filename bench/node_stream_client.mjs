@@ -6,8 +6,8 @@
 // all are connected (memory per connection), then stay up.
 import { createRequire } from 'node:module';
 
-const require = createRequire(import.meta.url);
-const mods = '../tests/interop/node_modules/';
+// Resolve packages as tests/interop does (their "exports" maps included).
+const require = createRequire(new URL('../tests/interop/package.json', import.meta.url));
 const [mode, base, nArg] = process.argv.slice(2);
 const n = Number(nArg || 1);
 const rss = () => Math.round(process.memoryUsage().rss / 1024);
@@ -23,7 +23,7 @@ const report = () => {
 };
 
 if (mode === 'lark') {
-  const lark = require(mods + '@larksuiteoapi/node-sdk');
+  const lark = require('@larksuiteoapi/node-sdk');
   const dispatcher = new lark.EventDispatcher({ loggerLevel: lark.LoggerLevel.error }).register({
     'card.action.trigger': async () => ({ card: { type: 'raw', data: card } }),
   });
@@ -34,12 +34,12 @@ if (mode === 'lark') {
   }
 } else {
   // The SDK's open-connection URL is a constant: point it at the gateway.
-  const axios = require(mods + 'axios');
+  const axios = require('axios');
   axios.interceptors.request.use((cfg) => {
     cfg.url = cfg.url.replace('https://api.dingtalk.com', base);
     return cfg;
   });
-  const { DWClient, TOPIC_CARD } = require(mods + 'dingtalk-stream');
+  const { DWClient, TOPIC_CARD } = require('dingtalk-stream');
   for (let i = 0; i < n; i++) {
     const c = new DWClient({ clientId: 'ding_bench', clientSecret: 'bench_secret', debug: false });
     c.registerCallbackListener(TOPIC_CARD, (res) => {

@@ -70,6 +70,12 @@ typedef struct cg_app_options {
   /* How long a schema-2.0 event_id is remembered for duplicate suppression
    * (default 86400 s). */
   uint32_t dedupe_ttl_s;
+  /* 1 (default): event ids are also kept in the store, so a redelivery
+   * after a restart, or to another instance sharing the store, is answered
+   * from the first answer and not handled again — at the price of a store
+   * round trip before each event runs and a write after it. 0: in memory
+   * only (this process, since it started). */
+  int dedupe_in_store;
 
   /* The store: cards, actions, seen event ids. Borrowed; must outlive the
    * app. NULL = no persistence (workflows then refuse to load). */

@@ -53,6 +53,7 @@ typedef struct serve_cfg {
   const char *dt_base_url;
   const char *dt_card_template; /* card sent on a chatbot message */
   const char *dt_card_vars;     /* JSON object merged into the workflow's vars */
+  int dedupe_memory;            /* --dedupe memory */
 } serve_cfg;
 
 static const char serve_help[] =
@@ -83,6 +84,9 @@ static const char serve_help[] =
     "  --lark-app-type T        self-built (default) or store: a marketplace app that\n"
     "                           takes its app_ticket from the app_ticket event and\n"
     "                           updates cards with each tenant's own token\n"
+    ;
+/* Split in two: C99 compilers need accept only 4095-byte literals. */
+static const char serve_help_more[] =
     "Long connections (no public URL needed; docs/long-connection.md):\n"
     "  --lark-transport T       http (default: webhooks) or ws: also receive over the Lark\n"
     "                           long connection (needs --app-id/--app-secret of a\n"
@@ -103,6 +107,9 @@ static const char serve_help[] =
     "  --no-builtin             load no built-in workflow\n"
     "  --deadline-ms MS         answer by itself after (default 2500)\n"
     "  --replay-window S        reject timestamps further than S seconds from now (default off)\n"
+    "  --dedupe store|memory    where event ids are remembered (default store: a\n"
+    "                           redelivery after a restart or to another instance is\n"
+    "                           not handled twice; memory: this process only, faster)\n"
     "Sidecar (your own HTTP service answers; docs/sidecar.md):\n"
     "  --upstream 'MATCH=URL'   POST matching actions to URL (http:// or https://) and relay\n"
     "                           its answer; repeatable; tried before the workflows.\n"
@@ -128,7 +135,7 @@ enum {
 };
 
 enum { O_LARKBASE = 400, O_LARKAPPTYPE }; /* outbox options (kept apart from the list above) */
-enum { O_LARKTRANSPORT = 500, O_PINGTO, O_CAFILE, O_DTID, O_DTSECRET, O_DTBASE, O_DTTEMPLATE, O_DTVARS };
+enum { O_LARKTRANSPORT = 500, O_PINGTO, O_CAFILE, O_DTID, O_DTSECRET, O_DTBASE, O_DTTEMPLATE, O_DTVARS, O_DEDUPE };
 
 static const struct option serve_opts[] = {
     {"host", required_argument, 0, O_HOST},
@@ -159,6 +166,7 @@ static const struct option serve_opts[] = {
     {"upstream-secret", required_argument, 0, O_UPSTREAM_SECRET},
     {"upstream-timeout-ms", required_argument, 0, O_UPSTREAM_TIMEOUT},
     {"lark-transport", required_argument, 0, O_LARKTRANSPORT},
+    {"dedupe", required_argument, 0, O_DEDUPE},
     {"ping-timeout-ms", required_argument, 0, O_PINGTO},
     {"ca-file", required_argument, 0, O_CAFILE},
     {"dingtalk-client-id", required_argument, 0, O_DTID},
@@ -238,6 +246,11 @@ static int apply(serve_cfg *c, int id, const char *name, const char *v) {
       if (v && !strcmp(v, "ws")) c->lark_ws = 1;
       else if (v && !strcmp(v, "http")) c->lark_ws = 0;
       else return cg_cli_usage_error("serve", "--%s is http or ws, got '%s'", name, v ? v : "");
+      break;
+    case O_DEDUPE:
+      if (v && !strcmp(v, "memory")) c->dedupe_memory = 1;
+      else if (v && !strcmp(v, "store")) c->dedupe_memory = 0;
+      else return cg_cli_usage_error("serve", "--%s is store or memory, got '%s'", name, v ? v : "");
       break;
     case O_PINGTO: return parse_num(name, v, 100, 600000, &c->ping_timeout_ms);
     case O_CAFILE: c->ca_file = v; break;
@@ -541,6 +554,7 @@ int cg_cli_serve(int argc, char **argv) {
   while ((ch = getopt_long(argc, argv, ":h", serve_opts, NULL)) != -1) {
     if (ch == 'h') {
       fputs(serve_help, stdout);
+      fputs(serve_help_more, stdout);
       rc = 0;
       goto out_early;
     }
@@ -588,6 +602,7 @@ int cg_cli_serve(int argc, char **argv) {
   ao.dingtalk_base_url = c.dt_base_url;
   if (c.deadline_ms) ao.deadline_ms = (uint32_t)c.deadline_ms;
   ao.replay_window_s = (uint32_t)c.replay_window_s;
+  ao.dedupe_in_store = !c.dedupe_memory;
   ao.store = store;
   ao.log = cg_cli_log_fn;
   ao.log_ud = &sink;

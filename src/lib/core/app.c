@@ -44,6 +44,7 @@ struct cg_app {
   cg__lark_keys *lark_keys; /* secrets.keys: prepared once, loop thread only */
   uint32_t deadline_ms;
   uint32_t dedupe_ttl_s;
+  int dedupe_in_store; /* also check and record event ids in the store */
   cg_store *store;
   cg_log_fn log;
   void *log_ud;
@@ -144,6 +145,7 @@ void cg_app_options_init(cg_app_options *o) {
   memset(o, 0, sizeof(*o));
   o->deadline_ms = 2500;
   o->dedupe_ttl_s = 86400;
+  o->dedupe_in_store = 1;
   o->outbox_max_attempts = 8;
   o->log_level = CG_LOG_INFO;
 }
@@ -281,6 +283,7 @@ cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o, int *err) {
   app->secrets.keys = app->lark_keys;
   app->deadline_ms = o->deadline_ms ? o->deadline_ms : 2500;
   app->dedupe_ttl_s = o->dedupe_ttl_s ? o->dedupe_ttl_s : 86400;
+  app->dedupe_in_store = o->dedupe_in_store;
   app->store = o->store;
   app->log = o->log;
   app->log_ud = o->log_ud;
@@ -534,7 +537,7 @@ static void finish_answer(struct cg_responder *r, int status, const char *body, 
   if (!app) return;
   if (r->event_id) {
     cg__dedupe_answer(app->dedupe, r->event_id, status, body, len);
-    if (app->store) cg__app_store_seen_answer(app, r->event_id, status, body);
+    if (app->store && app->dedupe_in_store) cg__app_store_seen_answer(app, r->event_id, status, body);
   }
   r->done(status, body, len, r->done_ud);
 }
@@ -1092,7 +1095,7 @@ int cg__app_dedupe_then_run(cg_app *app, struct cg_responder *r) {
     return st;
   }
   r->event_id = id;
-  if (!app->store) {
+  if (!app->store || !app->dedupe_in_store) {
     run(r);
     return 0;
   }
