@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "cardgate.h"
 
@@ -182,6 +184,56 @@ static void test_duplicates(void **state) {
   assert_string_equal(a1.body, a3.body);
 }
 
+static int64_t wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* dedupe_in_store: 1 records the event id in the store before the handler
+ * runs (a restart or another instance then skips it); 0 keeps it in memory
+ * only. Checked on a real SQLite store. */
+static void dedupe_store_case(int in_store) {
+  char path[] = "/tmp/cg_test_app_seen_XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  char err[256];
+  int e = 0;
+  cg_store *st = cg_store_open(path, err, sizeof err, &e);
+  assert_non_null(st);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cg_app_options o;
+  cg_app_options_init(&o);
+  assert_int_equal(o.dedupe_in_store, 1); /* the default */
+  o.store = st;
+  o.dedupe_in_store = in_store;
+  cg_app *app = cg_app_new(&loop, &o, &e);
+  assert_non_null(app);
+  fixture f = {0};
+  cg_app_route(app, NULL, h_card, &f);
+  answer a = {0};
+  cg_http_request rq = req_of(v2_body);
+  assert_int_equal(cg_app_handle_lark_http(app, CG_LARK_ENDPOINT_EVENT, &rq, on_done, &a), 0);
+  while (a.calls == 0) uv_run(&loop, UV_RUN_ONCE);
+  assert_int_equal(f.calls, 1);
+  cg_app_free(app);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  /* Was ev-1 recorded? A new check says duplicate only if it was. */
+  int rc = cg_store_seen_check(st, "ev-1", wall_ms(), 60000, NULL, NULL);
+  assert_int_equal(rc, in_store ? CG_EDUPLICATE : 0);
+  cg_store_close(st);
+  unlink(path);
+}
+
+static void test_dedupe_in_store(void **state) {
+  (void)state;
+  dedupe_store_case(1);
+  dedupe_store_case(0);
+}
+
 static void test_challenge_and_rejections(void **state) {
   fixture *f = *state;
   answer a = {0};
@@ -234,6 +286,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_async_answer_in_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
+      cmocka_unit_test(test_dedupe_in_store),
       cmocka_unit_test_setup_teardown(test_challenge_and_rejections, setup, teardown),
       cmocka_unit_test_setup_teardown(test_route_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_free_with_pending, setup, teardown),
