@@ -9,7 +9,7 @@ pkgs=(build-essential cmake pkg-config libuv1-dev libhttp-parser-dev libssl-dev
       libwslay-dev libprotobuf-c-dev protobuf-c-compiler)
 for a in "$@"; do
   case "$a" in
-    --test) pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev nodejs npm valgrind sqlite3) ;;
+    --test) pkgs+=(libcmocka-dev clang-14 libclang-rt-14-dev nodejs npm valgrind sqlite3 curl) ;;
     --bench) pkgs+=(wrk nginx-light nodejs npm util-linux procps) ;;
     *) echo "setup.sh: unknown option '$a' (use --test and/or --bench)" >&2; exit 2 ;;
   esac
