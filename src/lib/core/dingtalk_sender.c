@@ -105,20 +105,21 @@ static int deliver(send_job *j) {
   return cg__dt_api_create_and_deliver(cg__app_dt_api(j->app), &spec, delivered, j);
 }
 
-static const char *str_at(const json_t *o, const char *k) {
-  const char *s = json_string_value(json_object_get(o, k));
+/* A string field of the chat message (the action's value is the whole
+ * message object, dingtalk_stream.h), NULL when absent or empty. */
+static const char *field(const cg_action *a, const char *k) {
+  const char *s = cg_action_value(a, k);
   return s && *s ? s : NULL;
 }
 
 static void on_message(const cg_action *a, cg_responder *r, void *ud) {
   sender *snd = ud;
   cg_app *app = NULL;
-  const json_t *msg = CG__ACTION_REC(a)->root;
   /* conversationType "2" = group, "1" = 1:1 with the bot (dingtalk.md §3.4). */
-  const char *ctype = str_at(msg, "conversationType");
+  const char *ctype = field(a, "conversationType");
   int group = ctype && strcmp(ctype, "2") == 0;
-  const char *space = group ? str_at(msg, "conversationId") : str_at(msg, "senderStaffId");
-  const char *robot = str_at(msg, "robotCode");
+  const char *space = group ? field(a, "conversationId") : field(a, "senderStaffId");
+  const char *robot = field(a, "robotCode");
   /* Answer the message first: the platform wants its ACK now. */
   send_job *j = calloc(1, sizeof *j);
   if (j) {
