@@ -42,9 +42,14 @@ if (mode === 'lark') {
   const { DWClient, TOPIC_CARD } = require('dingtalk-stream');
   for (let i = 0; i < n; i++) {
     const c = new DWClient({ clientId: 'ding_bench', clientSecret: 'bench_secret', debug: false });
+    // The SDK hands over `data` as a string: like any card handler (and
+    // like cardgate's route), read which button was clicked before answering.
     c.registerCallbackListener(TOPIC_CARD, (res) => {
-      c.socketCallBackResponse(res.headers.messageId, { cardData: { cardParamMap: {} },
-        cardUpdateOptions: { updateCardDataByKey: true } });
+      const data = JSON.parse(res.data);
+      const params = JSON.parse(data.content).cardPrivateData.params || {};
+      const answer = params.button_type === 'public_publish'
+        ? { cardData: { cardParamMap: {} }, cardUpdateOptions: { updateCardDataByKey: true } } : {};
+      c.socketCallBackResponse(res.headers.messageId, answer);
     });
     c.connect().then(() => setTimeout(report, 200));
   }
