@@ -89,9 +89,9 @@ typedef struct cg_lark_ws_options {
 /* Fills o with the defaults above. */
 CG_EXTERN void cg_lark_ws_options_init(cg_lark_ws_options *o);
 /* Creates a client feeding app (borrowed; must outlive the client). NULL
- * and *err: CG_EINVAL (no app id/secret here or in the app; an app id that
- * is not "cli_" + 16 hex digits), CG_ECONFIG (bad base URL), CG_ENOMEM,
- * CG_EIO (libcurl). Free with cg_lark_ws_close. */
+ * and *err: CG_EINVAL (no app id/secret here or in the app), CG_ECONFIG
+ * (bad base URL), CG_ENOMEM, CG_EIO (libcurl); the reason is in
+ * cg_app_last_error(app). Free with cg_lark_ws_close. */
 CG_EXTERN cg_lark_ws *cg_lark_ws_new(cg_app *app, const cg_lark_ws_options *o,
                                      int *err);
 /* Connects, and keeps connected until closed or failed. 0, CG_EALREADY. */
