@@ -450,10 +450,9 @@ static void bootstrap_done(int rc, const cg__https_resp *resp, void *ud) {
     cg__lark_ws_endpoint_clear(&ep);
     return;
   }
-  /* The server's ClientConfig (unless the options override it). */
-  int64_t count = c->cfg.reconnect_count;
+  /* The server's latest ClientConfig (the options' overrides are applied
+   * where the values are used). */
   c->cfg = ep.config;
-  if (c->attempts > 0) c->cfg.reconnect_count = count < c->cfg.reconnect_count ? c->cfg.reconnect_count : count;
   c->service_id = ep.service_id;
   cg_strlcpy(c->device_id, ep.device_id ? ep.device_id : "", sizeof c->device_id);
   char shown[512];
