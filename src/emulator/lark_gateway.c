@@ -428,6 +428,21 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len,
   lconn *c = ud;
   cg__emu_lark_gw *g = c->g;
   char *hex = cg__emu_hex(data, len);
+  if (c->drop_when_flushed) {
+    /* drop_after_push: the client answered (it had read every frame)
+     * before the tick saw the output flushed. Drop now: the frame is lost
+     * with the socket, as if the drop had come first. */
+    c->drop_when_flushed = 0;
+    c->dead = 1;
+    json_object_set_new(c->rec, "dropped_after_push", json_true());
+    append_capped(g->frames_in,
+                  json_pack("{s:i,s:I,s:s,s:s}", "conn", c->serial, "t_ms",
+                            (json_int_t)cg_now_ms(), "lost",
+                            "drop_after_push", "raw_hex", hex ? hex : ""));
+    free(hex);
+    cg__ws_abort(ws);
+    return;
+  }
   if (!binary) { /* lark.md §3.2: only binary messages are meaningful */
     append_capped(g->frames_in,
                   json_pack("{s:i,s:I,s:s,s:s}", "conn", c->serial, "t_ms",

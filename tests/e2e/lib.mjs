@@ -436,3 +436,47 @@ export async function startEmulator({ args = [], secrets = SECRETS, env = {}, ti
   };
   return emu;
 }
+
+// ---- polling and a sidecar stub --------------------------------------------
+
+// Polls fn (sync or async) every 50 ms until it returns something truthy,
+// which is returned; throws after ms with `what` (and detail(), if given).
+export async function waitFor(what, fn, { ms = 15000, detail } = {}) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${detail ? `\n${await detail()}` : ''}`);
+    await sleep(50);
+  }
+}
+
+// An in-process sidecar (docs/sidecar.md) on an ephemeral loopback port:
+// answer(request JSON, n) → { answer (JSON object), delayMs?, status? },
+// may be async. Every request is kept in .hits (parsed bodies, in order).
+// → { url, hits, close() }
+export async function startSidecarStub(answer) {
+  const { createServer } = await import('node:http');
+  const hits = [];
+  const srv = createServer((req, res) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d) => { body += d; });
+    req.on('end', async () => {
+      let j = null;
+      try { j = JSON.parse(body); } catch { /* kept as null */ }
+      hits.push(j);
+      const a = await answer(j, hits.length);
+      if (a.delayMs) await sleep(a.delayMs);
+      res.writeHead(a.status || 200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(a.answer));
+    });
+  });
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r));
+  return {
+    url: `http://127.0.0.1:${srv.address().port}/`,
+    hits,
+    close: () => new Promise((r) => { srv.closeAllConnections?.(); srv.close(() => r()); }),
+  };
+}

@@ -42,6 +42,11 @@
 #define DRAIN_MAX_MS 15000u   /* the server closes a drained socket after ~10 s */
 #define CLOSE_WAIT_MS 3000u
 #define MAX_TOPICS 32
+/* The WebSocket layer reads messages up to this size, so a frame over the
+ * codec's CG__DT_FRAME_MAX reaches cg__dt_frame_decode, which refuses it
+ * (CG_ETOOBIG): logged and dropped, the connection kept. Only a message over
+ * this bound (memory) still closes the connection with 1009. */
+#define READ_MAX (4u * CG__DT_FRAME_MAX)
 
 typedef struct dt_conn dt_conn;
 typedef struct pending pending;
@@ -407,7 +412,7 @@ static void dial(cg_dingtalk_stream *c, const char *url) {
   memset(&wo, 0, sizeof wo);
   wo.url = url;
   wo.ca_file = c->ca_file;
-  wo.max_message = CG__DT_FRAME_MAX;
+  wo.max_message = READ_MAX;
   cg__ws_callbacks cbs = {on_open, on_message, on_pong, on_close};
   int rc = cg__ws_connect(c->loop, &wo, &cbs, k, &k->ws);
   if (rc != 0) {

@@ -373,7 +373,9 @@ static void dial(cg_lark_ws *c, const char *url) {
   memset(&wo, 0, sizeof wo);
   wo.url = url;
   wo.ca_file = c->ca_file;
-  wo.max_message = CG__LARK_FRAME_MAX;
+  /* Read up to twice the codec's limit, so a frame over it reaches the
+   * decoder, which refuses it: logged and dropped, the connection kept. */
+  wo.max_message = 2u * CG__LARK_FRAME_MAX;
   cg__ws_callbacks cbs = {on_open, on_message, on_pong, on_close};
   c->gen++;
   int rc = cg__ws_connect(c->loop, &wo, &cbs, c, &c->ws);
