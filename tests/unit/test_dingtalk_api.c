@@ -535,6 +535,56 @@ static void test_update_card(void **state) {
   assert_int_equal(fake_stat("token_fetches"), 1);
 }
 
+/* 20 calls per second per API (dingtalk.md §4.1): the 21st to 25th wait
+ * for the next one-second window (real time) instead of being refused. */
+static int g_oks;
+static void on_ok_count(const cg__dt_api_result *r, void *ud) {
+  (void)ud;
+  if (r->cls == CG__DT_API_OK) g_oks++;
+}
+
+static void test_qps_limit(void **state) {
+  fixture *fx = *state;
+  g_oks = 0;
+  for (int i = 0; i < 25; i++)
+    assert_int_equal(cg__dt_api_update_card(fx->api, "track-1", "{\"a\":\"b\"}", 1, on_ok_count, NULL), 0);
+  uint64_t t0 = mono_ms();
+  run_until(fx, &g_oks, 20, 5000);
+  run_for(fx, 100);
+  if (mono_ms() - t0 < 900) assert_int_equal(g_oks, 20); /* the rest wait */
+  cg__dt_api_stats st;
+  cg__dt_api_get_stats(fx->api, &st);
+  assert_true(st.throttled >= 5);
+  run_until(fx, &g_oks, 25, 5000);
+  assert_true(mono_ms() - t0 >= 900); /* not before the next window */
+  /* Another API has its own window. */
+  res x;
+  memset(&x, 0, sizeof x);
+  assert_int_equal(cg__dt_api_call(fx->api, "GET", "/v1.0/echo?x=1", NULL, on_res, &x), 0);
+  run_until(fx, &x.calls, 1, 5000);
+  assert_int_equal(x.r.cls, CG__DT_API_OK);
+}
+
+/* Calls held by the rate limit end CANCELLED when the client closes. */
+static int g_cancelled;
+static void on_cancel_count(const cg__dt_api_result *r, void *ud) {
+  (void)ud;
+  if (r->cls == CG__DT_API_CANCELLED) g_cancelled++;
+  else if (r->cls == CG__DT_API_OK) g_oks++;
+}
+
+static void test_qps_close(void **state) {
+  fixture *fx = *state;
+  g_oks = g_cancelled = 0;
+  for (int i = 0; i < 23; i++)
+    assert_int_equal(cg__dt_api_update_card(fx->api, "track-1", "{\"a\":\"b\"}", 1, on_cancel_count, NULL), 0);
+  run_until(fx, &g_oks, 20, 5000);
+  cg__dt_api_close(fx->api, on_closed, fx);
+  fx->api = NULL;
+  run_until(fx, &fx->closed, 1, 5000);
+  assert_int_equal(g_cancelled, 3);
+}
+
 static void test_sync_errors(void **state) {
   fixture *fx = *state;
   res x;
@@ -935,6 +985,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_create_and_deliver_robot, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_update_card, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_qps_limit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_qps_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sync_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cold_token_single_flight, setup,
                                       teardown),

@@ -35,6 +35,12 @@
 #define DEFAULT_TIMEOUT_MS 10000u
 #define ARG_MAX CG_LIMIT_ID
 #define TOKEN_MAX 4096u
+/* dingtalk.md §4.1: at most 20 calls per second per app and API; more are
+ * refused (QpsLimitForAppkeyAndApi). Calls over it wait for the next
+ * one-second window here instead of being sent to be refused. */
+#define QPS_LIMIT 20u
+#define QPS_WINDOW_MS 1000u
+#define QPS_PATHS 8
 
 typedef struct op op;
 
@@ -71,6 +77,17 @@ struct cg__dt_api {
   uint64_t token_deadline; /* clock ms: unusable from here */
   int fetching;
   op *wait_head, *wait_tail;
+
+  /* The per-API call counts of the current window, and the calls waiting
+   * for the next one (FIFO). */
+  struct {
+    char path[96];
+    uint64_t start;
+    unsigned n;
+  } qps[QPS_PATHS];
+  op *thr_head, *thr_tail;
+  uv_timer_t thr_timer;
+  int closing_parts; /* the HTTPS client and the timer, while closing */
 
   cg__dt_api_stats stats;
   int closing;
@@ -505,11 +522,65 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
   }
 }
 
+/* 0 when a call to path may go now (and counts it), else the ms until the
+ * next window. Paths are compared without their query. */
+static uint64_t qps_wait(cg__dt_api *api, const char *path) {
+  size_t pl = strcspn(path, "?");
+  uint64_t now = uv_now(api->loop); /* real time: the timer below waits in it */
+  if (now < QPS_WINDOW_MS) now += QPS_WINDOW_MS; /* window starts stay > 0 */
+  int slot = -1, oldest = 0;
+  for (int i = 0; i < QPS_PATHS; i++) {
+    if (strlen(api->qps[i].path) == pl && !strncmp(api->qps[i].path, path, pl)) {
+      slot = i;
+      break;
+    }
+    if (api->qps[i].start < api->qps[oldest].start) oldest = i;
+  }
+  if (slot < 0) { /* a new path takes the least recently opened window */
+    slot = oldest;
+    cg_fmt(api->qps[slot].path, sizeof api->qps[slot].path, "%.*s", (int)pl, path);
+    api->qps[slot].start = now;
+    api->qps[slot].n = 0;
+  }
+  if (now - api->qps[slot].start >= QPS_WINDOW_MS) {
+    api->qps[slot].start = now;
+    api->qps[slot].n = 0;
+  }
+  if (api->qps[slot].n < QPS_LIMIT) {
+    api->qps[slot].n++;
+    return 0;
+  }
+  return api->qps[slot].start + QPS_WINDOW_MS - now;
+}
+
+static void thr_fire(uv_timer_t *t) {
+  cg__dt_api *api = t->data;
+  op *list = api->thr_head;
+  api->thr_head = api->thr_tail = NULL;
+  while (list) {
+    op *o = list;
+    list = o->next;
+    o->next = NULL;
+    int rc = op_start(o); /* sends, or waits again */
+    if (rc) op_fail(o, rc);
+  }
+}
+
 /* Sends o now with the cached token, or queues it behind the (single) token
- * fetch. On error o is untouched and not queued. */
+ * fetch, or behind the rate limit. On error o is untouched and not queued. */
 static int op_start(op *o) {
   cg__dt_api *api = o->api;
   if (api->closing) return CG_EALREADY;
+  uint64_t wait = qps_wait(api, o->path);
+  if (wait) {
+    api->stats.throttled++;
+    o->next = NULL;
+    if (api->thr_tail) api->thr_tail->next = o;
+    else api->thr_head = o;
+    api->thr_tail = o;
+    if (!uv_is_active((uv_handle_t *)&api->thr_timer)) uv_timer_start(&api->thr_timer, thr_fire, wait, 0);
+    return 0;
+  }
   if (api->token && now_ms(api) < api->token_deadline)
     return send_attempt(o, api->token);
   if (!api->fetching) {
@@ -674,51 +745,6 @@ void cg__dt_api_options_init(cg__dt_api_options *o) {
   o->log_level = CG_LOG_INFO;
 }
 
-/* lark_api.c's rule: https://host[:port] (any host), or http:// to a
- * loopback host only (127.0.0.0/8, [::1], localhost): the app secret and
- * the tokens must not cross a network in clear text. An origin only: no
- * path, query or fragment (a trailing '/' is dropped). */
-static int base_url_ok(const char *u) {
-  const char *host;
-  int https = 0;
-  if (strncasecmp(u, "https://", 8) == 0) {
-    host = u + 8;
-    https = 1;
-  } else if (strncasecmp(u, "http://", 7) == 0) {
-    host = u + 7;
-  } else {
-    return 0;
-  }
-  if (!*host || strlen(u) > 512 || strpbrk(u, " \t\r\n?#@")) return 0;
-  const char *slash = strchr(host, '/');
-  if (slash && slash[1]) return 0;
-  size_t hl = slash ? (size_t)(slash - host) : strlen(host);
-  if (hl == 0) return 0;
-  if (https) return 1;
-  char name[64];
-  if (hl >= sizeof(name)) return 0;
-  memcpy(name, host, hl);
-  name[hl] = '\0';
-  char *h = name;
-  if (name[0] == '[') {
-    char *close = strchr(name, ']');
-    if (!close || (close[1] && close[1] != ':')) return 0;
-    *close = '\0';
-    h = name + 1;
-  } else {
-    char *colon = strrchr(name, ':');
-    if (colon) *colon = '\0';
-  }
-  if (strcasecmp(h, "localhost") == 0) return 1;
-  unsigned char a[16];
-  if (inet_pton(AF_INET, h, a) == 1) return a[0] == 127;
-  if (name[0] == '[' && inet_pton(AF_INET6, h, a) == 1) {
-    static const unsigned char one[16] = {0, 0, 0, 0, 0, 0, 0, 0,
-                                          0, 0, 0, 0, 0, 0, 0, 1};
-    return memcmp(a, one, 16) == 0;
-  }
-  return 0;
-}
 
 static void api_free(cg__dt_api *api) {
   cg__dt_api_evict_token(api);
@@ -741,7 +767,7 @@ cg__dt_api *cg__dt_api_new(uv_loop_t *loop, const cg__dt_api_options *o,
     return NULL;
   }
   const char *base = o->base_url ? o->base_url : CG__DT_BASE;
-  if (!base_url_ok(base)) {
+  if (!cg_origin_ok(base)) {
     *err = CG_ECONFIG;
     return NULL;
   }
@@ -774,6 +800,8 @@ cg__dt_api *cg__dt_api_new(uv_loop_t *loop, const cg__dt_api_options *o,
     api_free(api);
     return NULL;
   }
+  uv_timer_init(loop, &api->thr_timer);
+  api->thr_timer.data = api;
   return api;
 }
 
@@ -787,13 +815,27 @@ void cg__dt_api_get_stats(const cg__dt_api *api, cg__dt_api_stats *out) {
   out->token_cached = api->token != NULL;
 }
 
-static void on_https_closed(void *ud) {
-  cg__dt_api *api = ud;
-  cg_assert(api->wait_head == NULL);
+static void close_part_done(cg__dt_api *api) {
+  if (--api->closing_parts > 0) return;
+  cg_assert(api->wait_head == NULL && api->thr_head == NULL);
   void (*cb)(void *) = api->close_cb;
   void *cud = api->close_ud;
   api_free(api);
   if (cb) cb(cud);
+}
+
+static void on_https_closed(void *ud) { close_part_done(ud); }
+
+/* Calls still waiting for the rate limit end CANCELLED, on this later turn. */
+static void on_thr_closed(uv_handle_t *h) {
+  cg__dt_api *api = h->data;
+  while (api->thr_head) {
+    op *o = api->thr_head;
+    api->thr_head = o->next;
+    op_fail(o, UV_ECANCELED);
+  }
+  api->thr_tail = NULL;
+  close_part_done(api);
 }
 
 void cg__dt_api_close(cg__dt_api *api, void (*close_cb)(void *ud), void *ud) {
@@ -802,6 +844,8 @@ void cg__dt_api_close(cg__dt_api *api, void (*close_cb)(void *ud), void *ud) {
   api->closing = 1;
   api->close_cb = close_cb;
   api->close_ud = ud;
+  api->closing_parts = 2;
+  uv_close((uv_handle_t *)&api->thr_timer, on_thr_closed);
   /* Cancels the token fetch (which finishes the waiters) and every call. */
   cg__https_close(api->https, on_https_closed, api);
 }

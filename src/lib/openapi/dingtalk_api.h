@@ -130,7 +130,11 @@ typedef struct cg__dt_card_spec {
   const char *robot_code; /* NULL = the client's robot code */
 } cg__dt_card_spec;
 
-/* Every call below returns 0 and later calls cb exactly once — never before
+/* Calls to one API (path) are kept to 20 per second (dingtalk.md §4.1:
+ * the per-app, per-API limit): the 21st waits for the next one-second
+ * window instead of being refused by DingTalk.
+ *
+ * Every call below returns 0 and later calls cb exactly once — never before
  * it returns — or returns CG_EINVAL (bad argument), CG_EMALFORMED (the
  * parameter map is not a JSON object), CG_ETOOBIG (it is over
  * CG_LIMIT_TEMPLATE_OUTPUT), CG_ENOMEM, or CG_EALREADY (closing) and never
@@ -165,6 +169,8 @@ typedef struct cg__dt_api_stats {
   uint64_t token_failures; /* ... that did not yield a token */
   uint64_t calls;          /* HTTP attempts of API calls */
   uint64_t token_retries;  /* calls retried after a token-invalid answer */
+  uint64_t throttled;      /* calls held for the next second (20 calls/s
+                              per API, dingtalk.md §4.1) */
   int token_fetching;      /* 1 while a token request is in flight */
   int token_cached;        /* 1 while a token is cached (fresh or not) */
 } cg__dt_api_stats;
