@@ -41,7 +41,7 @@ unset LARK_VERIFICATION_TOKEN LARK_ENCRYPT_KEY
 "$BIN" emulate --port 0 --app-id cli_a1b2c3d4e5f60718 --app-secret vg-secret \
   --dingtalk-client-id ding_vg --dingtalk-client-secret vg-dt-secret >"$tmp/emu.out" 2>"$tmp/emu.err" &
 epid=$!
-trap 'kill "$epid" 2>/dev/null; rm -rf "$tmp"' EXIT
+trap 'kill "$epid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 100); do grep -q 'listening on' "$tmp/emu.out" 2>/dev/null && break; sleep 0.1; done
 emu=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$tmp/emu.out" | head -1)
 [ -n "$emu" ] || { cat "$tmp/emu.err"; echo "valgrind: emulate did not start"; exit 1; }
