@@ -63,6 +63,15 @@ CG_EXTERN cg_reply *cg_reply_custom(int status, const char *body, int *err);
 CG_EXTERN int cg_reply_set_inline(cg_reply *r, const char *title,
                                   const char *url);
 
+/* DingTalk: variables shown to the clicking user only (the callback
+ * response's userPrivateData.cardParamMap, merged by key; dingtalk.md
+ * §3.2). vars_json: a JSON object, copied (values become strings as for
+ * template variables). On a DingTalk card a template reply's variables are
+ * the shared ones (cardData). Lark has no equivalent: ignored there.
+ * 0, CG_EINVAL (NULL argument), CG_EMALFORMED (not a JSON object),
+ * CG_ENOMEM. */
+CG_EXTERN int cg_reply_private_vars(cg_reply *r, const char *vars_json);
+
 /* Frees a reply that was not handed to cg_respond. Accepts NULL. */
 CG_EXTERN void cg_reply_free(cg_reply *r);
 

@@ -783,6 +783,23 @@ static void test_encode_reply(void **state) {
             "{\"response\":{\"cardData\":{\"cardParamMap\":{}},"
             "\"cardUpdateOptions\":{\"updateCardDataByKey\":true}}}",
             NULL);
+  /* userPrivateData: alone, and beside cardData (dingtalk.md §3.2) */
+  cg_reply *pv = cg_reply_keep();
+  assert_int_equal(cg_reply_private_vars(pv, "{\"mine\":1}"), 0);
+  encode_is(a, pv,
+            "{\"response\":{\"userPrivateData\":{\"cardParamMap\":{\"mine\":"
+            "\"1\"}},\"cardUpdateOptions\":{\"updatePrivateDataByKey\":true}}}",
+            NULL);
+  pv = cg_reply_template("tpl", "{\"status\":\"ok\"}", NULL, &err);
+  assert_int_equal(cg_reply_private_vars(pv, "{\"seen\":true}"), 0);
+  assert_int_equal(cg_reply_private_vars(pv, "[1]"), CG_EMALFORMED);
+  assert_int_equal(cg_reply_private_vars(pv, NULL), CG_EINVAL);
+  encode_is(a, pv,
+            "{\"response\":{\"cardData\":{\"cardParamMap\":{\"status\":\"ok\"}},"
+            "\"userPrivateData\":{\"cardParamMap\":{\"seen\":\"true\"}},"
+            "\"cardUpdateOptions\":{\"updateCardDataByKey\":true,"
+            "\"updatePrivateDataByKey\":true}}}",
+            NULL);
   encode_is(a, cg_reply_custom(200, "{\"response\":{\"x\":1}}", &err),
             "{\"response\":{\"x\":1}}", NULL);
   encode_is(a, cg_reply_card("{\"elements\":[]}", &err), "{\"response\":{}}",

@@ -872,15 +872,31 @@ int cg__dt_encode_reply(const cg_action *a, const cg_reply *r, cg_buf *out,
     rc = cg_buf_appends(out, "{\"response\":null}");
   } else if (r && r->custom_status > 0) {
     rc = cg_buf_appends(out, r->custom_body ? r->custom_body : "");
-  } else if (r && (r->template_id || r->template_vars)) {
-    rc = cg_buf_appends(out, "{\"response\":{\"cardData\":{\"cardParamMap\":");
-    json_t *m =
-        r->template_vars ? cg__dt_param_map(r->template_vars) : json_object();
-    if (!rc) rc = m ? js_value(out, m, 0) : CG_ENOMEM;
-    json_decref(m);
+  } else if (r && (r->template_id || r->template_vars || r->private_vars)) {
+    /* {"response":{"cardData":{"cardParamMap":…},"userPrivateData":
+     * {"cardParamMap":…},"cardUpdateOptions":{…}}}: the members present,
+     * in the order of dingtalk.md §3.2's table. */
+    int shared = r->template_id || r->template_vars;
+    rc = cg_buf_appends(out, "{\"response\":{");
+    if (!rc && shared) {
+      json_t *m = r->template_vars ? cg__dt_param_map(r->template_vars) : json_object();
+      rc = cg_buf_appends(out, "\"cardData\":{\"cardParamMap\":");
+      if (!rc) rc = m ? js_value(out, m, 0) : CG_ENOMEM;
+      if (!rc) rc = cg_buf_appends(out, "},");
+      json_decref(m);
+    }
+    if (!rc && r->private_vars) {
+      json_t *m = cg__dt_param_map(r->private_vars);
+      rc = cg_buf_appends(out, "\"userPrivateData\":{\"cardParamMap\":");
+      if (!rc) rc = m ? js_value(out, m, 0) : CG_ENOMEM;
+      if (!rc) rc = cg_buf_appends(out, "},");
+      json_decref(m);
+    }
     if (!rc)
-      rc = cg_buf_appends(
-          out, "},\"cardUpdateOptions\":{\"updateCardDataByKey\":true}}}");
+      rc = cg_buf_appendf(out, "\"cardUpdateOptions\":{%s%s%s}}}",
+                          shared ? "\"updateCardDataByKey\":true" : "",
+                          shared && r->private_vars ? "," : "",
+                          r->private_vars ? "\"updatePrivateDataByKey\":true" : "");
     if (r->card)
       set_dropped(dropped,
                   "a card JSON cannot replace a DingTalk card; only "

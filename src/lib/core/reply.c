@@ -190,6 +190,16 @@ cg_reply *cg_reply_custom(int status, const char *body, int *err) {
   return r;
 }
 
+int cg_reply_private_vars(cg_reply *r, const char *vars_json) {
+  if (!r || !vars_json) return CG_EINVAL;
+  int rc = 0;
+  json_t *v = load_object(vars_json, &rc);
+  if (!v) return rc;
+  json_decref(r->private_vars);
+  r->private_vars = v;
+  return 0;
+}
+
 int cg_reply_set_inline(cg_reply *r, const char *title, const char *url) {
   if (!r || !title) return CG_EINVAL;
   int rc;
@@ -214,6 +224,7 @@ void cg_reply_free(cg_reply *r) {
   free(r->template_id);
   free(r->template_version);
   json_decref(r->template_vars);
+  json_decref(r->private_vars);
   free(r->toast_type);
   free(r->toast_content);
   json_decref(r->toast_i18n);
@@ -248,6 +259,6 @@ cg_reply *cg__reply_vars_take(json_t *vars) {
 }
 
 int cg__reply_is_keep(const cg_reply *r) {
-  return !r || (!r->card && !r->template_id && !r->template_vars && !r->toast_content &&
+  return !r || (!r->card && !r->template_id && !r->template_vars && !r->private_vars && !r->toast_content &&
                 !r->toast_type && r->custom_status <= 0 && !r->inline_title);
 }

@@ -20,6 +20,7 @@ struct cg_reply {
   json_t *toast_i18n;      /* object locale → text, or NULL */
   int custom_status;       /* > 0: answer exactly custom_status + custom_body */
   char *custom_body;
+  json_t *private_vars;    /* DingTalk userPrivateData variables, or NULL */
   char *inline_title;      /* url.preview.get inline, or NULL */
   char *inline_url;
 };

@@ -347,7 +347,8 @@ static int parse_template(const json_t *t, cg_reply **out, char *why,
 static int parse_object(const json_t *root, cg_reply **out, char *why,
                         size_t cap) {
   static const char *const keys[] = {"keep",   "card", "template", "toast",
-                                     "status", "body", "inline"};
+                                     "status", "body", "inline", "variables",
+                                     "private_variables"};
   if (only_keys(root, keys, CG_ARRAY_SIZE(keys), "the answer", why, cap))
     return CG_EMALFORMED;
   const json_t *keep = json_object_get(root, "keep");
@@ -357,6 +358,8 @@ static int parse_object(const json_t *root, cg_reply **out, char *why,
   const json_t *status = json_object_get(root, "status");
   const json_t *body = json_object_get(root, "body");
   const json_t *inl = json_object_get(root, "inline");
+  const json_t *vars = json_object_get(root, "variables");         /* DingTalk */
+  const json_t *pvars = json_object_get(root, "private_variables"); /* DingTalk */
   size_t nkeys = json_object_size(root);
   if (nkeys == 0)
     return bad(
@@ -389,9 +392,13 @@ static int parse_object(const json_t *root, cg_reply **out, char *why,
     *out = cg_reply_keep();
     return *out ? 0 : CG_ENOMEM;
   }
-  if (card && tpl)
+  if ((card != NULL) + (tpl != NULL) + (vars != NULL) > 1)
     return bad(why, cap, "%s",
-               "\"card\" and \"template\" cannot both be given");
+               "only one of \"card\", \"template\" and \"variables\" can be given");
+  if (vars && !json_is_object(vars))
+    return bad(why, cap, "\"variables\" is %s, not an object", type_name(vars));
+  if (pvars && !json_is_object(pvars))
+    return bad(why, cap, "\"private_variables\" is %s, not an object", type_name(pvars));
   cg_reply *r = NULL;
   int rc = 0;
   if (card) {
@@ -401,10 +408,17 @@ static int parse_object(const json_t *root, cg_reply **out, char *why,
     if (!r) return CG_ENOMEM;
   } else if (tpl) {
     if ((rc = parse_template(tpl, &r, why, cap)) != 0) return rc;
+  } else if (vars) {
+    r = cg__reply_vars_take(json_deep_copy(vars));
+    if (!r) return CG_ENOMEM;
   } else {
     if (!(r = cg_reply_keep())) return CG_ENOMEM;
   }
   if (toast && (rc = parse_toast(toast, r, why, cap)) != 0) goto fail;
+  if (pvars && !(r->private_vars = json_deep_copy(pvars))) {
+    rc = CG_ENOMEM;
+    goto fail;
+  }
   if (inl) {
     static const char *const ikeys[] = {"title", "url"};
     if (!json_is_object(inl)) {
