@@ -503,20 +503,20 @@ static void print_hint(const opts *o, const char *base, const char *uuid,
     return;
   }
   switch (r->cls) {
-    case CG__LARK_RATE_LIMITED:
+    case CG__API_RATE_LIMITED:
       fprintf(stderr,
               "%srate limited: wait %llu ms, then send again with --uuid %s "
               "(Lark drops a repeat within an hour)\n",
               p, (unsigned long long)r->retry_after_ms, uuid);
       return;
-    case CG__LARK_TOKEN_INVALID:
+    case CG__API_TOKEN_INVALID:
       fprintf(stderr,
               "%sthe tenant token was refused even after a fresh one: check "
               "that LARK_APP_ID/LARK_APP_SECRET belong to this tenant and "
               "--base-url (%s), then retry\n",
               p, base);
       return;
-    case CG__LARK_RETRYABLE:
+    case CG__API_RETRYABLE:
       if (r->token_error) {
         fprintf(stderr,
                 "%snothing was sent: check --base-url (%s) and the network, "
@@ -610,7 +610,7 @@ static void print_failure(const opts *o, const char *base, const char *uuid,
   if (r->has_code) cg_fmt(code, sizeof code, ", code %lld", (long long)r->code);
   fprintf(stderr, "cardgate send: %s failed (%s): %s%s: %s%s%s\n",
           r->token_error ? "fetching the tenant token" : "the send",
-          cg__lark_class_name(r->cls), status, code,
+          cg__api_class_name(r->cls), status, code,
           r->msg[0] ? r->msg : cg_strerror(r->err),
           r->logid[0] ? ", log id " : "", r->logid);
   print_hint(o, base, uuid, r);
@@ -757,10 +757,10 @@ int cg_cli_send(int argc, char **argv) {
 
   if (e == 0) {
     cg_assert(s.done);
-    if (s.res.cls == CG__LARK_OK && s.res.message_id[0]) {
+    if (s.res.cls == CG__API_OK && s.res.message_id[0]) {
       exit_code = record(st, &card, s.res.message_id, o.db);
       if (exit_code == 0) print_success(&o, &s);
-    } else if (s.res.cls == CG__LARK_OK) {
+    } else if (s.res.cls == CG__API_OK) {
       fprintf(stderr,
               "cardgate send: Lark answered success without a message id%s%s\n",
               s.res.logid[0] ? ", log id " : "", s.res.logid);

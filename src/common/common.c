@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,4 +252,15 @@ int cg_origin_ok(const char *u) {
 void cg_cleanse(void *p, size_t n) {
   volatile unsigned char *v = p;
   while (n--) *v++ = 0;
+}
+
+int cg_fail(char *err, size_t errlen, int code, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n < 0) err[0] = '\0';
+  }
+  return code;
 }

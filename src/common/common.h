@@ -59,6 +59,10 @@ int cg_str_empty(const char *s);
  * localhost) for tests and the emulator. No path, query or fragment (one
  * trailing '/' is allowed). */
 int cg_origin_ok(const char *u);
+/* Writes a formatted reason into err (errlen bytes; either may be 0/NULL)
+ * and returns code: `return cg_fail(err, errlen, CG_EMALFORMED, "…", …);`. */
+int cg_fail(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Zeroes n bytes in a way the compiler keeps (secrets before free). */
 void cg_cleanse(void *p, size_t n);
 

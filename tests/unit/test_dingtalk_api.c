@@ -277,61 +277,61 @@ static void test_classify_table(void **state) {
   static const struct {
     int err, status;
     const char *body, *retry_after;
-    cg__dt_api_class cls;
+    cg__api_class cls;
     const char *code;
     uint64_t retry_ms;
     int out_err;
   } rows[] = {
-      {0, 200, "{\"success\":true,\"result\":true}", NULL, CG__DT_API_OK, "", 0,
+      {0, 200, "{\"success\":true,\"result\":true}", NULL, CG__API_OK, "", 0,
        0},
-      {0, 200, "{\"accessToken\":\"t\",\"expireIn\":7200}", NULL, CG__DT_API_OK,
+      {0, 200, "{\"accessToken\":\"t\",\"expireIn\":7200}", NULL, CG__API_OK,
        "", 0, 0},
       {0, 200, "{\"success\":false,\"result\":false}", NULL,
-       CG__DT_API_PERMANENT, "", 0, 0},
+       CG__API_PERMANENT, "", 0, 0},
       {0, 400,
        "{\"code\":\"InvalidAuthentication\",\"message\":\"bad token\","
        "\"requestid\":\"r1\"}",
-       NULL, CG__DT_API_TOKEN_INVALID, "InvalidAuthentication", 0, 0},
-      {0, 401, "", NULL, CG__DT_API_TOKEN_INVALID, "", 0, 0},
+       NULL, CG__API_TOKEN_INVALID, "InvalidAuthentication", 0, 0},
+      {0, 401, "", NULL, CG__API_TOKEN_INVALID, "", 0, 0},
       {0, 400, "{\"code\":\"invalidClientIdOrSecret\",\"message\":\"x\"}", NULL,
-       CG__DT_API_PERMANENT, "invalidClientIdOrSecret", 0, 0},
+       CG__API_PERMANENT, "invalidClientIdOrSecret", 0, 0},
       {0, 400, "{\"code\":\"param.cardNotExist\",\"message\":\"x\"}", NULL,
-       CG__DT_API_PERMANENT, "param.cardNotExist", 0, 0},
+       CG__API_PERMANENT, "param.cardNotExist", 0, 0},
       {0, 403,
        "{\"code\":\"Forbidden.AccessDenied.QpsLimitForAppkeyAndApi\","
        "\"message\":\"q\"}",
-       NULL, CG__DT_API_RATE_LIMITED,
+       NULL, CG__API_RATE_LIMITED,
        "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi", 1000, 0},
       {0, 403,
        "{\"code\":\"Forbidden.AccessDenied.QpsLimitForApi\",\"message\":"
        "\"q\"}",
-       "4", CG__DT_API_RATE_LIMITED, "Forbidden.AccessDenied.QpsLimitForApi",
+       "4", CG__API_RATE_LIMITED, "Forbidden.AccessDenied.QpsLimitForApi",
        4000, 0},
       {0, 403,
        "{\"code\":\"Forbidden.AccessDenied.ApiCountLimitForOrg\",\"message\":"
        "\"quota\"}",
-       NULL, CG__DT_API_PERMANENT, "Forbidden.AccessDenied.ApiCountLimitForOrg",
+       NULL, CG__API_PERMANENT, "Forbidden.AccessDenied.ApiCountLimitForOrg",
        0, 0},
       {0, 429, "<html>slow</html>", "Wed, 21 Oct 2026 07:28:00 GMT",
-       CG__DT_API_RATE_LIMITED, "", 1000, 0},
+       CG__API_RATE_LIMITED, "", 1000, 0},
       {0, 500, "{\"code\":\"system.busy\",\"message\":\"busy\"}", NULL,
-       CG__DT_API_RETRYABLE, "system.busy", 0, 0},
+       CG__API_RETRYABLE, "system.busy", 0, 0},
       {0, 400, "{\"code\":\"system.busy\",\"message\":\"busy\"}", NULL,
-       CG__DT_API_RETRYABLE, "system.busy", 0, 0},
-      {0, 502, "<html>502</html>", NULL, CG__DT_API_RETRYABLE, "", 0, 0},
-      {0, 200, "<html>punish</html>", NULL, CG__DT_API_RETRYABLE, "", 0,
+       CG__API_RETRYABLE, "system.busy", 0, 0},
+      {0, 502, "<html>502</html>", NULL, CG__API_RETRYABLE, "", 0, 0},
+      {0, 200, "<html>punish</html>", NULL, CG__API_RETRYABLE, "", 0,
        CG_EMALFORMED},
-      {0, 200, "{\"success\":tr", NULL, CG__DT_API_RETRYABLE, "", 0,
+      {0, 200, "{\"success\":tr", NULL, CG__API_RETRYABLE, "", 0,
        CG_EMALFORMED},
-      {0, 200, "[true]", NULL, CG__DT_API_RETRYABLE, "", 0, CG_EMALFORMED},
-      {0, 408, "", NULL, CG__DT_API_RETRYABLE, "", 0, 0},
-      {0, 404, "<html>no</html>", NULL, CG__DT_API_PERMANENT, "", 0,
+      {0, 200, "[true]", NULL, CG__API_RETRYABLE, "", 0, CG_EMALFORMED},
+      {0, 408, "", NULL, CG__API_RETRYABLE, "", 0, 0},
+      {0, 404, "<html>no</html>", NULL, CG__API_PERMANENT, "", 0,
        CG_EMALFORMED},
-      {CG_ETIMEDOUT, 0, NULL, NULL, CG__DT_API_RETRYABLE, "", 0, CG_ETIMEDOUT},
-      {UV_ECONNREFUSED, 0, NULL, NULL, CG__DT_API_RETRYABLE, "", 0,
+      {CG_ETIMEDOUT, 0, NULL, NULL, CG__API_RETRYABLE, "", 0, CG_ETIMEDOUT},
+      {UV_ECONNREFUSED, 0, NULL, NULL, CG__API_RETRYABLE, "", 0,
        UV_ECONNREFUSED},
-      {CG_ETOOBIG, 200, NULL, NULL, CG__DT_API_PERMANENT, "", 0, CG_ETOOBIG},
-      {UV_ECANCELED, 0, NULL, NULL, CG__DT_API_CANCELLED, "", 0, UV_ECANCELED},
+      {CG_ETOOBIG, 200, NULL, NULL, CG__API_PERMANENT, "", 0, CG_ETOOBIG},
+      {UV_ECANCELED, 0, NULL, NULL, CG__API_CANCELLED, "", 0, UV_ECANCELED},
   };
   for (size_t i = 0; i < CG_ARRAY_SIZE(rows); i++) {
     cg__dt_api_result r;
@@ -342,7 +342,7 @@ static void test_classify_table(void **state) {
     if (r.cls != rows[i].cls || strcmp(r.code, rows[i].code) != 0 ||
         r.retry_after_ms != rows[i].retry_ms || r.err != rows[i].out_err)
       fail_msg("row %zu: class %s code %s retry %llu err %d", i,
-               cg__dt_api_class_name(r.cls), r.code,
+               cg__api_class_name(r.cls), r.code,
                (unsigned long long)r.retry_after_ms, r.err);
     assert_true(r.msg[0] != '\0');
     assert_int_equal(r.http_status, rows[i].status);
@@ -355,7 +355,7 @@ static void test_classify_table(void **state) {
   cg__dt_api_classify(0, 400, b, strlen(b), NULL, &r, NULL);
   assert_string_equal(r.msg, "bad param");
   assert_string_equal(r.request_id, "ABC-1");
-  assert_string_equal(cg__dt_api_class_name(CG__DT_API_RATE_LIMITED),
+  assert_string_equal(cg__api_class_name(CG__API_RATE_LIMITED),
                       "rate_limited");
 }
 
@@ -414,7 +414,7 @@ static void test_create_and_deliver_group(void **state) {
   cg__dt_card_spec s = group_spec();
   res x;
   deliver_and_wait(fx, &s, &x);
-  if (x.r.cls != CG__DT_API_OK) fail_msg("%s: %s", x.r.code, x.r.msg);
+  if (x.r.cls != CG__API_OK) fail_msg("%s: %s", x.r.code, x.r.msg);
   assert_int_equal(x.r.http_status, 200);
   assert_int_equal(x.r.attempts, 1);
   assert_string_equal(x.r.out_track_id, "track-1");
@@ -451,7 +451,7 @@ static void test_create_and_deliver_robot(void **state) {
   s.card_param_map_json = NULL;
   res x;
   deliver_and_wait(fx, &s, &x);
-  if (x.r.cls != CG__DT_API_OK) fail_msg("%s: %s", x.r.code, x.r.msg);
+  if (x.r.cls != CG__API_OK) fail_msg("%s: %s", x.r.code, x.r.msg);
   json_t *last = fake_last();
   json_t *want = json_loads(
       "{\"cardTemplateId\":\"tpl-1.schema\",\"outTrackId\":\"track-1\","
@@ -469,21 +469,21 @@ static void test_create_and_deliver_robot(void **state) {
   /* a 200 with a failed space is permanent, with the space's errorMsg */
   s.space_id = "fail-user";
   deliver_and_wait(fx, &s, &x);
-  assert_int_equal(x.r.cls, CG__DT_API_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_int_equal(x.r.http_status, 200);
   assert_non_null(strstr(x.r.msg, "robot is not in the group"));
   assert_non_null(strstr(x.r.msg, "IM_ROBOT"));
   s.group = 1;
   s.space_id = "fail-group";
   deliver_and_wait(fx, &s, &x);
-  assert_int_equal(x.r.cls, CG__DT_API_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_non_null(strstr(x.r.msg, "robot is not in the group"));
   /* the platform refusing the body */
   fake_do(
       "{\"cmd\":\"fault\",\"mode\":\"code\",\"code\":"
       "\"param.templateNotExist\",\"message\":\"no template\"}");
   deliver_and_wait(fx, &s, &x);
-  assert_int_equal(x.r.cls, CG__DT_API_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_string_equal(x.r.code, "param.templateNotExist");
   assert_string_equal(x.r.msg, "no template");
   assert_string_equal(x.r.request_id, "req-1");
@@ -493,7 +493,7 @@ static void test_update_card(void **state) {
   fixture *fx = *state;
   res x;
   update_and_wait(fx, "track-1", &x);
-  if (x.r.cls != CG__DT_API_OK) fail_msg("%s: %s", x.r.code, x.r.msg);
+  if (x.r.cls != CG__API_OK) fail_msg("%s: %s", x.r.code, x.r.msg);
   assert_string_equal(x.result_json, "true");
   json_t *last = fake_last();
   assert_string_equal(jstr(last, "method"), "PUT");
@@ -521,7 +521,7 @@ static void test_update_card(void **state) {
   json_decref(last);
 
   update_and_wait(fx, "missing", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_string_equal(x.r.code, "param.cardNotExist");
   assert_int_equal(x.r.http_status, 400);
 
@@ -530,7 +530,7 @@ static void test_update_card(void **state) {
   assert_int_equal(
       cg__dt_api_call(fx->api, "GET", "/v1.0/echo?x=1", NULL, on_res, &x), 0);
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_string_equal(x.result_json, "{\"q\":\"?x=1\"}");
   assert_int_equal(fake_stat("token_fetches"), 1);
 }
@@ -540,7 +540,7 @@ static void test_update_card(void **state) {
 static int g_oks;
 static void on_ok_count(const cg__dt_api_result *r, void *ud) {
   (void)ud;
-  if (r->cls == CG__DT_API_OK) g_oks++;
+  if (r->cls == CG__API_OK) g_oks++;
 }
 
 static void test_qps_limit(void **state) {
@@ -562,15 +562,15 @@ static void test_qps_limit(void **state) {
   memset(&x, 0, sizeof x);
   assert_int_equal(cg__dt_api_call(fx->api, "GET", "/v1.0/echo?x=1", NULL, on_res, &x), 0);
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
 }
 
 /* Calls held by the rate limit end CANCELLED when the client closes. */
 static int g_cancelled;
 static void on_cancel_count(const cg__dt_api_result *r, void *ud) {
   (void)ud;
-  if (r->cls == CG__DT_API_CANCELLED) g_cancelled++;
-  else if (r->cls == CG__DT_API_OK) g_oks++;
+  if (r->cls == CG__API_CANCELLED) g_cancelled++;
+  else if (r->cls == CG__API_OK) g_oks++;
 }
 
 static void test_qps_close(void **state) {
@@ -647,8 +647,8 @@ static void test_cold_token_single_flight(void **state) {
   }
   for (int i = 0; i < N; i++) {
     assert_int_equal(xs[i].calls, 1);
-    if (xs[i].r.cls != CG__DT_API_OK)
-      fail_msg("call %d: %s %s", i, cg__dt_api_class_name(xs[i].r.cls),
+    if (xs[i].r.cls != CG__API_OK)
+      fail_msg("call %d: %s %s", i, cg__api_class_name(xs[i].r.cls),
                xs[i].r.msg);
   }
   assert_int_equal(fake_stat("token_fetches"), 1);
@@ -672,13 +672,13 @@ static void test_token_expiry(void **state) {
   fixture *fx = *state;
   res x;
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   fx->clock_ms += 6899 * 1000; /* just inside 7200 − 300 */
   update_and_wait(fx, "t", &x);
   assert_int_equal(fake_stat("token_fetches"), 1);
   fx->clock_ms += 1000;
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("token_fetches"), 2);
   json_t *last = fake_last();
   assert_string_equal(jstr(last, "token"), "dt-fake-2");
@@ -703,7 +703,7 @@ static void test_invalid_auth_refetch_retry(void **state) {
   update_and_wait(fx, "t", &x);
   fake_do("{\"cmd\":\"revoke\"}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(x.r.attempts, 2);
   assert_int_equal(fake_stat("token_fetches"), 2);
   assert_int_equal(fake_stat("api_calls"), 3);
@@ -727,7 +727,7 @@ static void test_invalid_auth_refetch_retry(void **state) {
     for (int i = 0; i < N; i++) done += xs[i].calls;
   }
   for (int i = 0; i < N; i++) {
-    assert_int_equal(xs[i].r.cls, CG__DT_API_OK);
+    assert_int_equal(xs[i].r.cls, CG__API_OK);
     assert_int_equal(xs[i].r.attempts, 2);
   }
   assert_int_equal(fake_stat("token_fetches"), 3);
@@ -735,7 +735,7 @@ static void test_invalid_auth_refetch_retry(void **state) {
   /* refused twice: token_invalid after exactly two attempts */
   fake_do("{\"cmd\":\"fault\",\"mode\":\"invalid_auth\",\"count\":2}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_TOKEN_INVALID);
+  assert_int_equal(x.r.cls, CG__API_TOKEN_INVALID);
   assert_string_equal(x.r.code, "InvalidAuthentication");
   assert_int_equal(x.r.http_status, 400);
   assert_int_equal(x.r.attempts, 2);
@@ -743,7 +743,7 @@ static void test_invalid_auth_refetch_retry(void **state) {
   /* a 401 is treated the same way */
   fake_do("{\"cmd\":\"fault\",\"mode\":\"unauth401\"}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(x.r.attempts, 2);
   assert_int_equal(fake_stat("token_fetches"), 5);
 }
@@ -762,7 +762,7 @@ static void test_bad_credentials(void **state) {
   for (int i = 0; i < N; i++) run_until(fx, &xs[i].calls, 1, 5000);
   for (int i = 0; i < N; i++) {
     assert_int_equal(xs[i].calls, 1);
-    assert_int_equal(xs[i].r.cls, CG__DT_API_PERMANENT);
+    assert_int_equal(xs[i].r.cls, CG__API_PERMANENT);
     assert_int_equal(xs[i].r.token_error, 1);
     assert_int_equal(xs[i].r.http_status, 400);
     assert_string_equal(xs[i].r.code, "invalidClientIdOrSecret");
@@ -778,11 +778,11 @@ static void test_bad_credentials(void **state) {
   fake_do("{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"html200\"}");
   res x;
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.token_error, 1);
   assert_int_equal(x.r.err, CG_EMALFORMED);
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
 }
 
 static void test_rate_limited(void **state) {
@@ -790,21 +790,21 @@ static void test_rate_limited(void **state) {
   res x;
   fake_do("{\"cmd\":\"fault\",\"mode\":\"qps\"}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.retry_after_ms, 1000);
   assert_int_equal(x.r.http_status, 403);
   assert_string_equal(x.r.code,
                       "Forbidden.AccessDenied.QpsLimitForAppkeyAndApi");
   fake_do("{\"cmd\":\"fault\",\"mode\":\"qps\",\"retry_after\":2}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.retry_after_ms, 2000);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"qps_api\"}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"rate429\"}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.retry_after_ms, 3000);
   assert_int_equal(x.r.attempts, 1);
 }
@@ -830,18 +830,18 @@ static void test_broken_answers(void **state) {
     fake_do(cmd);
     cg__dt_card_spec s = group_spec();
     deliver_and_wait(fx, &s, &x);
-    if (x.r.cls != CG__DT_API_RETRYABLE || x.r.http_status != rows[i].status ||
+    if (x.r.cls != CG__API_RETRYABLE || x.r.http_status != rows[i].status ||
         x.r.err != rows[i].err)
       fail_msg("%s: %s http %d err %d", rows[i].mode,
-               cg__dt_api_class_name(x.r.cls), x.r.http_status, x.r.err);
+               cg__api_class_name(x.r.cls), x.r.http_status, x.r.err);
   }
   fake_do("{\"cmd\":\"fault\",\"mode\":\"busy\"}");
   update_and_wait(fx, "t", &x);
   assert_string_equal(x.r.code, "system.busy");
-  assert_int_equal(x.r.cls, CG__DT_API_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   /* and then a normal answer again */
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
 }
 
 static void test_timeout(void **state) {
@@ -853,18 +853,18 @@ static void test_timeout(void **state) {
   assert_non_null(fx->api);
   res x;
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"slow\",\"ms\":3000}");
   uint64_t t0 = mono_ms();
   update_and_wait(fx, "t", &x);
   assert_true(mono_ms() - t0 < 2000);
-  assert_int_equal(x.r.cls, CG__DT_API_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, CG_ETIMEDOUT);
   assert_int_equal(x.r.http_status, 0);
   cg__dt_api_evict_token(fx->api);
   fake_do("{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"slow\",\"ms\":3000}");
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, CG_ETIMEDOUT);
   assert_int_equal(x.r.token_error, 1);
 
@@ -874,7 +874,7 @@ static void test_timeout(void **state) {
   fx->api = make_api_base(fx, "http://127.0.0.1:1", "secret_test", 2000, &err);
   assert_non_null(fx->api);
   update_and_wait(fx, "t", &x);
-  assert_int_equal(x.r.cls, CG__DT_API_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, UV_ECONNREFUSED);
   assert_int_equal(x.r.token_error, 1);
 }
@@ -911,7 +911,7 @@ static void test_close_with_work_in_flight(void **state) {
   close_api(fx);
   for (int i = 0; i < 4; i++) {
     assert_int_equal(cc.xs[i].calls, 1);
-    assert_int_equal(cc.xs[i].r.cls, CG__DT_API_CANCELLED);
+    assert_int_equal(cc.xs[i].r.cls, CG__API_CANCELLED);
     assert_int_equal(cc.xs[i].r.err, UV_ECANCELED);
   }
   assert_int_equal(cc.closed_before, 0);
@@ -922,7 +922,7 @@ static void test_close_with_work_in_flight(void **state) {
   assert_non_null(fx->api);
   res warm;
   update_and_wait(fx, "t", &warm);
-  assert_int_equal(warm.r.cls, CG__DT_API_OK);
+  assert_int_equal(warm.r.cls, CG__API_OK);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"hang\",\"count\":4}");
   cg__dt_card_spec s = group_spec();
   for (int i = 4; i < 8; i++)
@@ -934,7 +934,7 @@ static void test_close_with_work_in_flight(void **state) {
   close_api(fx);
   for (int i = 4; i < 8; i++) {
     assert_int_equal(cc.xs[i].calls, 1);
-    assert_int_equal(cc.xs[i].r.cls, CG__DT_API_CANCELLED);
+    assert_int_equal(cc.xs[i].r.cls, CG__API_CANCELLED);
   }
   assert_int_equal(cc.closed_before, 0);
 }
@@ -970,10 +970,10 @@ static void test_close_inside_callback(void **state) {
   run_until(fx, &fx->closed, 1, 5000);
   fx->api = NULL;
   assert_int_equal(c.first.calls, 1);
-  assert_int_equal(c.first.r.cls, CG__DT_API_OK);
+  assert_int_equal(c.first.r.cls, CG__API_OK);
   assert_int_equal(c.call_after_close, CG_EALREADY);
   assert_int_equal(c.other.calls, 1);
-  assert_int_equal(c.other.r.cls, CG__DT_API_CANCELLED);
+  assert_int_equal(c.other.r.cls, CG__API_CANCELLED);
 }
 
 int main(void) {

@@ -256,61 +256,61 @@ static void test_classify_table(void **state) {
   static const struct {
     int err, status;
     const char *body, *reset;
-    cg__lark_class cls;
+    cg__api_class cls;
     int64_t code;
     int has_code;
     uint64_t retry_ms;
     int out_err;
   } rows[] = {
       {0, 200, "{\"code\":0,\"msg\":\"success\",\"data\":{}}", NULL,
-       CG__LARK_OK, 0, 1, 0, 0},
+       CG__API_OK, 0, 1, 0, 0},
       {0, 200, "{\"code\":230002,\"msg\":\"bot not in chat\"}", NULL,
-       CG__LARK_PERMANENT, 230002, 1, 0, 0},
-      {0, 400, "{\"code\":230001,\"msg\":\"bad\"}", NULL, CG__LARK_PERMANENT,
+       CG__API_PERMANENT, 230002, 1, 0, 0},
+      {0, 400, "{\"code\":230001,\"msg\":\"bad\"}", NULL, CG__API_PERMANENT,
        230001, 1, 0, 0},
       {0, 400, "{\"code\":99991400,\"msg\":\"freq\"}", "12",
-       CG__LARK_RATE_LIMITED, 99991400, 1, 12000, 0},
+       CG__API_RATE_LIMITED, 99991400, 1, 12000, 0},
       {0, 429, "{\"code\":99991400,\"msg\":\"freq\"}", "3",
-       CG__LARK_RATE_LIMITED, 99991400, 1, 3000, 0},
-      {0, 429, "<html>too many</html>", NULL, CG__LARK_RATE_LIMITED, 0, 0, 1000,
+       CG__API_RATE_LIMITED, 99991400, 1, 3000, 0},
+      {0, 429, "<html>too many</html>", NULL, CG__API_RATE_LIMITED, 0, 0, 1000,
        0},
-      {0, 429, "{\"code\":99991400}", "soon", CG__LARK_RATE_LIMITED, 99991400,
+      {0, 429, "{\"code\":99991400}", "soon", CG__API_RATE_LIMITED, 99991400,
        1, 1000, 0},
       {0, 400, "{\"code\":230020,\"msg\":\"rate\"}", NULL,
-       CG__LARK_RATE_LIMITED, 230020, 1, 1000, 0},
+       CG__API_RATE_LIMITED, 230020, 1, 1000, 0},
       {0, 400, "{\"code\":99991663,\"msg\":\"Invalid access token\"}", NULL,
-       CG__LARK_TOKEN_INVALID, 99991663, 1, 0, 0},
+       CG__API_TOKEN_INVALID, 99991663, 1, 0, 0},
       {0, 200, "{\"code\":99991663,\"msg\":\"Invalid access token\"}", NULL,
-       CG__LARK_TOKEN_INVALID, 99991663, 1, 0, 0},
-      {0, 401, "{\"code\":99991664}", NULL, CG__LARK_TOKEN_INVALID, 99991664, 1,
+       CG__API_TOKEN_INVALID, 99991663, 1, 0, 0},
+      {0, 401, "{\"code\":99991664}", NULL, CG__API_TOKEN_INVALID, 99991664, 1,
        0, 0},
-      {0, 400, "{\"code\":99991671}", NULL, CG__LARK_TOKEN_INVALID, 99991671, 1,
+      {0, 400, "{\"code\":99991671}", NULL, CG__API_TOKEN_INVALID, 99991671, 1,
        0, 0},
-      {0, 502, "<html>502 Bad Gateway</html>", NULL, CG__LARK_RETRYABLE, 0, 0,
+      {0, 502, "<html>502 Bad Gateway</html>", NULL, CG__API_RETRYABLE, 0, 0,
        0, 0},
-      {0, 500, "{\"code\":1500,\"msg\":\"internal\"}", NULL, CG__LARK_RETRYABLE,
+      {0, 500, "{\"code\":1500,\"msg\":\"internal\"}", NULL, CG__API_RETRYABLE,
        1500, 1, 0, 0},
-      {0, 504, "", NULL, CG__LARK_RETRYABLE, 0, 0, 0, 0},
-      {0, 200, "{\"code\":0,\"msg\":\"succ", NULL, CG__LARK_RETRYABLE, 0, 0, 0,
+      {0, 504, "", NULL, CG__API_RETRYABLE, 0, 0, 0, 0},
+      {0, 200, "{\"code\":0,\"msg\":\"succ", NULL, CG__API_RETRYABLE, 0, 0, 0,
        CG_EMALFORMED},
-      {0, 200, "not json", NULL, CG__LARK_RETRYABLE, 0, 0, 0, CG_EMALFORMED},
-      {0, 200, "[1,2]", NULL, CG__LARK_RETRYABLE, 0, 0, 0, CG_EMALFORMED},
-      {0, 200, "{\"code\":\"0\"}", NULL, CG__LARK_RETRYABLE, 0, 0, 0,
+      {0, 200, "not json", NULL, CG__API_RETRYABLE, 0, 0, 0, CG_EMALFORMED},
+      {0, 200, "[1,2]", NULL, CG__API_RETRYABLE, 0, 0, 0, CG_EMALFORMED},
+      {0, 200, "{\"code\":\"0\"}", NULL, CG__API_RETRYABLE, 0, 0, 0,
        CG_EMALFORMED},
-      {0, 404, "<html>nope</html>", NULL, CG__LARK_PERMANENT, 0, 0, 0,
+      {0, 404, "<html>nope</html>", NULL, CG__API_PERMANENT, 0, 0, 0,
        CG_EMALFORMED},
-      {0, 408, "", NULL, CG__LARK_RETRYABLE, 0, 0, 0, 0},
-      {0, 302, "", NULL, CG__LARK_PERMANENT, 0, 0, 0, CG_EMALFORMED},
-      {CG_ETIMEDOUT, 0, NULL, NULL, CG__LARK_RETRYABLE, 0, 0, 0, CG_ETIMEDOUT},
-      {UV_ECONNREFUSED, 0, NULL, NULL, CG__LARK_RETRYABLE, 0, 0, 0,
+      {0, 408, "", NULL, CG__API_RETRYABLE, 0, 0, 0, 0},
+      {0, 302, "", NULL, CG__API_PERMANENT, 0, 0, 0, CG_EMALFORMED},
+      {CG_ETIMEDOUT, 0, NULL, NULL, CG__API_RETRYABLE, 0, 0, 0, CG_ETIMEDOUT},
+      {UV_ECONNREFUSED, 0, NULL, NULL, CG__API_RETRYABLE, 0, 0, 0,
        UV_ECONNREFUSED},
-      {UV_ECONNRESET, 0, NULL, NULL, CG__LARK_RETRYABLE, 0, 0, 0,
+      {UV_ECONNRESET, 0, NULL, NULL, CG__API_RETRYABLE, 0, 0, 0,
        UV_ECONNRESET},
-      {UV_EAI_NONAME, 0, NULL, NULL, CG__LARK_RETRYABLE, 0, 0, 0,
+      {UV_EAI_NONAME, 0, NULL, NULL, CG__API_RETRYABLE, 0, 0, 0,
        UV_EAI_NONAME},
-      {CG_ETOOBIG, 200, NULL, NULL, CG__LARK_PERMANENT, 0, 0, 0, CG_ETOOBIG},
-      {CG_EINVAL, 0, NULL, NULL, CG__LARK_PERMANENT, 0, 0, 0, CG_EINVAL},
-      {UV_ECANCELED, 0, NULL, NULL, CG__LARK_CANCELLED, 0, 0, 0, UV_ECANCELED},
+      {CG_ETOOBIG, 200, NULL, NULL, CG__API_PERMANENT, 0, 0, 0, CG_ETOOBIG},
+      {CG_EINVAL, 0, NULL, NULL, CG__API_PERMANENT, 0, 0, 0, CG_EINVAL},
+      {UV_ECANCELED, 0, NULL, NULL, CG__API_CANCELLED, 0, 0, 0, UV_ECANCELED},
   };
   for (size_t i = 0; i < CG_ARRAY_SIZE(rows); i++) {
     cg__lark_result r;
@@ -322,7 +322,7 @@ static void test_classify_table(void **state) {
         r.has_code != rows[i].has_code ||
         r.retry_after_ms != rows[i].retry_ms || r.err != rows[i].out_err)
       fail_msg("row %zu: class %s code %lld has %d retry %llu err %d", i,
-               cg__lark_class_name(r.cls), (long long)r.code, r.has_code,
+               cg__api_class_name(r.cls), (long long)r.code, r.has_code,
                (unsigned long long)r.retry_after_ms, r.err);
     assert_true(r.msg[0] != '\0');
     assert_int_equal(r.http_status, rows[i].status);
@@ -338,8 +338,8 @@ static void test_classify_table(void **state) {
   assert_non_null(root);
   json_decref(root);
   cg__lark_classify(0, 400, b, strlen(b), NULL, &r, NULL);
-  assert_int_equal(r.cls, CG__LARK_PERMANENT);
-  assert_string_equal(cg__lark_class_name(CG__LARK_RATE_LIMITED),
+  assert_int_equal(r.cls, CG__API_PERMANENT);
+  assert_string_equal(cg__api_class_name(CG__API_RATE_LIMITED),
                       "rate_limited");
 }
 
@@ -403,7 +403,7 @@ static void test_send_card(void **state) {
   fixture *fx = *state;
   res x;
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(x.r.http_status, 200);
   assert_int_equal(x.r.attempts, 1);
   assert_int_equal(x.r.token_error, 0);
@@ -438,7 +438,7 @@ static void test_send_card(void **state) {
 
   /* A second call reuses the cached token. */
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("token_fetches"), 1);
   cg__lark_api_stats st;
   cg__lark_api_get_stats(fx->api, &st);
@@ -455,7 +455,7 @@ static void test_reply_patch_delay_update(void **state) {
       0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_true(strncmp(x.r.message_id, "om_reply_", 9) == 0);
   json_t *last = fake_last();
   /* The id is escaped into one path segment. */
@@ -473,7 +473,7 @@ static void test_reply_patch_delay_update(void **state) {
   assert_int_equal(cg__lark_patch_card(fx->api, NULL, "om_1", CARD, on_res, &x), 0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   last = fake_last();
   assert_string_equal(json_string_value(json_object_get(last, "method")),
                       "PATCH");
@@ -491,7 +491,7 @@ static void test_reply_patch_delay_update(void **state) {
       cg__lark_delay_update(fx->api, NULL, "c-callback-token", CARD, on_res, &x), 0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   last = fake_last();
   assert_string_equal(json_string_value(json_object_get(last, "path")),
                       "/open-apis/interactive/v1/card/update");
@@ -513,7 +513,7 @@ static void test_reply_patch_delay_update(void **state) {
                    0);
   fx->in_call = 0;
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_int_equal(x.r.http_status, 404);
   assert_int_equal(fake_stat("token_fetches"), 1);
 }
@@ -582,8 +582,8 @@ static void test_cold_token_single_flight(void **state) {
   }
   for (int i = 0; i < N; i++) {
     assert_int_equal(xs[i].calls, 1);
-    if (xs[i].r.cls != CG__LARK_OK)
-      fail_msg("call %d: %s %s", i, cg__lark_class_name(xs[i].r.cls),
+    if (xs[i].r.cls != CG__API_OK)
+      fail_msg("call %d: %s %s", i, cg__api_class_name(xs[i].r.cls),
                xs[i].r.msg);
   }
   assert_int_equal(fake_stat("token_fetches"), 1);
@@ -600,7 +600,7 @@ static void test_token_expiry_and_refresh_ahead(void **state) {
   fixture *fx = *state;
   res x;
   send_and_wait(fx, &x); /* token 1 at t0, expire 7200 */
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("token_fetches"), 1);
 
   fx->clock_ms += 5000 * 1000; /* t0+5000 s: fresh */
@@ -609,7 +609,7 @@ static void test_token_expiry_and_refresh_ahead(void **state) {
 
   fx->clock_ms += 500 * 1000; /* t0+5500 s: < 30 min left: refresh ahead */
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   json_t *last = fake_last();
   /* The call did not wait: it went out with the old token. */
   assert_string_equal(json_string_value(json_object_get(last, "token")),
@@ -627,7 +627,7 @@ static void test_token_expiry_and_refresh_ahead(void **state) {
   /* Past expire − 180 s of token 2: the call waits for a new token. */
   fx->clock_ms += 7020 * 1000;
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("token_fetches"), 3);
   last = fake_last();
   assert_string_equal(json_string_value(json_object_get(last, "token")),
@@ -665,7 +665,7 @@ static void test_token_invalid_evict_refetch_retry(void **state) {
   assert_int_equal(fake_stat("token_fetches"), 1);
   fake_do("{\"cmd\":\"revoke\"}"); /* the platform forgot token 1 */
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(x.r.attempts, 2);
   assert_int_equal(fake_stat("token_fetches"), 2);
   assert_int_equal(fake_stat("api_calls"), 3);
@@ -691,7 +691,7 @@ static void test_token_invalid_evict_refetch_retry(void **state) {
     for (int i = 0; i < N; i++) done += xs[i].calls;
   }
   for (int i = 0; i < N; i++) {
-    assert_int_equal(xs[i].r.cls, CG__LARK_OK);
+    assert_int_equal(xs[i].r.cls, CG__API_OK);
     assert_int_equal(xs[i].r.attempts, 2);
   }
   assert_int_equal(fake_stat("token_fetches"), 3);
@@ -703,7 +703,7 @@ static void test_token_invalid_twice(void **state) {
   fake_do("{\"cmd\":\"fault\",\"mode\":\"token_invalid\",\"count\":2}");
   res x;
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_TOKEN_INVALID);
+  assert_int_equal(x.r.cls, CG__API_TOKEN_INVALID);
   assert_int_equal(x.r.code, 99991663);
   assert_int_equal(x.r.http_status, 400);
   assert_int_equal(x.r.attempts, 2);
@@ -711,7 +711,7 @@ static void test_token_invalid_twice(void **state) {
   assert_int_equal(fake_stat("api_calls"), 2);
   /* The next call is fine with the refetched token. */
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("token_fetches"), 2);
 }
 
@@ -735,7 +735,7 @@ static void test_token_endpoint_failure(void **state) {
   }
   for (int i = 0; i < N; i++) {
     assert_int_equal(xs[i].calls, 1);
-    assert_int_equal(xs[i].r.cls, CG__LARK_PERMANENT);
+    assert_int_equal(xs[i].r.cls, CG__API_PERMANENT);
     assert_int_equal(xs[i].r.token_error, 1);
     assert_int_equal(xs[i].r.code, 10014);
     assert_int_equal(xs[i].r.http_status, 200);
@@ -749,22 +749,22 @@ static void test_token_endpoint_failure(void **state) {
   fake_do("{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"html502\"}");
   res x;
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.token_error, 1);
   assert_int_equal(x.r.http_status, 502);
   fake_do(
       "{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"rate429\",\"reset\":9}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.retry_after_ms, 9000);
   fake_do(
       "{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"code\",\"status\":200,"
       "\"code\":0}");
   send_and_wait(fx, &x); /* code 0 but no token */
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, CG_EMALFORMED);
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
 }
 
 static void test_rate_limited(void **state) {
@@ -772,7 +772,7 @@ static void test_rate_limited(void **state) {
   res x;
   fake_do("{\"cmd\":\"fault\",\"mode\":\"rate429\",\"reset\":7}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.code, 99991400);
   assert_int_equal(x.r.http_status, 429);
   assert_int_equal(x.r.retry_after_ms, 7000);
@@ -781,13 +781,13 @@ static void test_rate_limited(void **state) {
   /* The same code on HTTP 400 (§9.2). */
   fake_do("{\"cmd\":\"fault\",\"mode\":\"rate400\",\"reset\":2}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.http_status, 400);
   assert_int_equal(x.r.retry_after_ms, 2000);
   /* No reset header: the default wait. */
   fake_do("{\"cmd\":\"fault\",\"mode\":\"rate429\",\"reset\":null}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RATE_LIMITED);
+  assert_int_equal(x.r.cls, CG__API_RATE_LIMITED);
   assert_int_equal(x.r.retry_after_ms, CG__LARK_DEFAULT_RETRY_AFTER_MS);
   assert_int_equal(fake_stat("token_fetches"), 1);
 }
@@ -797,42 +797,42 @@ static void test_broken_answers(void **state) {
   res x;
   fake_do("{\"cmd\":\"fault\",\"mode\":\"html502\"}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.http_status, 502);
   assert_int_equal(x.r.has_code, 0);
 
   fake_do("{\"cmd\":\"fault\",\"mode\":\"truncated\"}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, CG_EMALFORMED);
   assert_int_equal(x.r.http_status, 200);
 
   fake_do("{\"cmd\":\"fault\",\"mode\":\"huge\",\"bytes\":4194304}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_int_equal(x.r.err, CG_ETOOBIG);
 
   fake_do(
       "{\"cmd\":\"fault\",\"mode\":\"huge\",\"bytes\":4194304,\"chunked\":1}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_int_equal(x.r.err, CG_ETOOBIG);
 
   fake_do("{\"cmd\":\"fault\",\"mode\":\"cut\"}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, UV_ECONNRESET);
 
   fake_do("{\"cmd\":\"fault\",\"mode\":\"garbage\",\"status\":400}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_int_equal(x.r.err, CG_EMALFORMED);
 
   fake_do(
       "{\"cmd\":\"fault\",\"mode\":\"code\",\"status\":400,\"code\":230002,"
       "\"msg\":\"Bot/User can NOT be out of the chat.\"}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_PERMANENT);
+  assert_int_equal(x.r.cls, CG__API_PERMANENT);
   assert_int_equal(x.r.code, 230002);
   assert_string_equal(x.r.msg, "Bot/User can NOT be out of the chat.");
 
@@ -842,12 +842,12 @@ static void test_broken_answers(void **state) {
       "{\"cmd\":\"fault\",\"mode\":\"code\",\"status\":500,\"code\":1500,"
       "\"msg\":\"internal\"}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.code, 1500);
 
   /* Still healthy afterwards, on the same token. */
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("token_fetches"), 1);
 }
 
@@ -860,19 +860,19 @@ static void test_timeout_is_retryable(void **state) {
   assert_non_null(fx->api);
   res x;
   send_and_wait(fx, &x); /* warm the token */
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"slow\",\"ms\":3000}");
   uint64_t t0 = mono_ms();
   send_and_wait(fx, &x);
   assert_true(mono_ms() - t0 < 2000);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, CG_ETIMEDOUT);
   assert_int_equal(x.r.http_status, 0);
   /* A slow token endpoint: the waiting calls time out with token_error. */
   cg__lark_api_evict_token(fx->api);
   fake_do("{\"cmd\":\"fault\",\"on\":\"token\",\"mode\":\"slow\",\"ms\":3000}");
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, CG_ETIMEDOUT);
   assert_int_equal(x.r.token_error, 1);
 }
@@ -894,7 +894,7 @@ static void test_connection_refused(void **state) {
   assert_non_null(fx->api);
   res x;
   send_and_wait(fx, &x);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.err, UV_ECONNREFUSED);
   assert_int_equal(x.r.token_error, 1);
 }
@@ -932,7 +932,7 @@ static void test_close_with_work_in_flight(void **state) {
   close_api(fx);
   for (int i = 0; i < 4; i++) {
     assert_int_equal(cc.xs[i].calls, 1);
-    assert_int_equal(cc.xs[i].r.cls, CG__LARK_CANCELLED);
+    assert_int_equal(cc.xs[i].r.cls, CG__API_CANCELLED);
     assert_int_equal(cc.xs[i].r.err, UV_ECANCELED);
   }
   assert_int_equal(cc.closed_before, 0);
@@ -944,7 +944,7 @@ static void test_close_with_work_in_flight(void **state) {
   assert_non_null(fx->api);
   res warm;
   send_and_wait(fx, &warm);
-  assert_int_equal(warm.r.cls, CG__LARK_OK);
+  assert_int_equal(warm.r.cls, CG__API_OK);
   fake_do("{\"cmd\":\"fault\",\"mode\":\"hang\",\"count\":4}");
   for (int i = 4; i < 8; i++)
     assert_int_equal(
@@ -955,7 +955,7 @@ static void test_close_with_work_in_flight(void **state) {
   close_api(fx);
   for (int i = 4; i < 8; i++) {
     assert_int_equal(cc.xs[i].calls, 1);
-    assert_int_equal(cc.xs[i].r.cls, CG__LARK_CANCELLED);
+    assert_int_equal(cc.xs[i].r.cls, CG__API_CANCELLED);
   }
   assert_int_equal(cc.closed_before, 0);
 }
@@ -995,10 +995,10 @@ static void test_close_inside_callback(void **state) {
   run_until(fx, &fx->closed, 1, 5000);
   fx->api = NULL;
   assert_int_equal(c.first.calls, 1);
-  assert_int_equal(c.first.r.cls, CG__LARK_OK);
+  assert_int_equal(c.first.r.cls, CG__API_OK);
   assert_int_equal(c.call_after_close, CG_EALREADY);
   assert_int_equal(c.other.calls, 1);
-  assert_int_equal(c.other.r.cls, CG__LARK_CANCELLED);
+  assert_int_equal(c.other.r.cls, CG__API_CANCELLED);
 }
 
 /* The first of several calls waiting on a failed token fetch closes the
@@ -1033,11 +1033,11 @@ static void test_close_inside_token_waiter(void **state) {
   run_until(fx, &fx->closed, 1, 5000);
   fx->api = NULL;
   assert_int_equal(w.first.calls, 1);
-  assert_int_equal(w.first.r.cls, CG__LARK_PERMANENT);
+  assert_int_equal(w.first.r.cls, CG__API_PERMANENT);
   assert_int_equal(w.first.r.code, 10014);
   for (int i = 0; i < 3; i++) {
     assert_int_equal(w.others[i].calls, 1);
-    assert_int_equal(w.others[i].r.cls, CG__LARK_CANCELLED);
+    assert_int_equal(w.others[i].r.cls, CG__API_CANCELLED);
   }
   assert_int_equal(fake_stat("token_fetches"), 1);
   assert_int_equal(fake_stat("api_calls"), 0);
@@ -1102,7 +1102,7 @@ static void test_store_no_ticket_resend(void **state) {
   }
   for (int i = 0; i < 5; i++) {
     assert_int_equal(xs[i].calls, 1);
-    assert_int_equal(xs[i].r.cls, CG__LARK_RETRYABLE);
+    assert_int_equal(xs[i].r.cls, CG__API_RETRYABLE);
     assert_int_equal(xs[i].r.token_error, 1);
     assert_non_null(strstr(xs[i].r.msg, "app_ticket"));
   }
@@ -1142,7 +1142,7 @@ static void test_store_tokens_per_tenant(void **state) {
       uv_run(&fx->loop, UV_RUN_ONCE);
       if (mono_ms() > end) fail_msg("call %d not finished", i);
     }
-  for (int i = 0; i < N; i++) assert_int_equal(xs[i].r.cls, CG__LARK_OK);
+  for (int i = 0; i < N; i++) assert_int_equal(xs[i].r.cls, CG__API_OK);
   json_t *s = fake_stats();
   assert_int_equal(json_integer_value(json_object_get(s, "app_token_fetches")), 1);
   assert_int_equal(json_integer_value(json_object_get(s, "store_tenant_fetches")), 2);
@@ -1170,7 +1170,7 @@ static void test_store_tokens_per_tenant(void **state) {
   memset(&y, 0, sizeof(y));
   assert_int_equal(cg__lark_patch_card(fx->api, "tnt_a", "om_1", CARD, on_res, &y), 0);
   run_until(fx, &y.calls, 1, 5000);
-  assert_int_equal(y.r.cls, CG__LARK_OK);
+  assert_int_equal(y.r.cls, CG__API_OK);
   s = fake_stats();
   assert_int_equal(json_integer_value(json_object_get(s, "store_tenant_fetches")), 2);
   json_t *last_t = json_array_get(json_object_get(s, "auth_tenants"), N);
@@ -1182,7 +1182,7 @@ static void test_store_tokens_per_tenant(void **state) {
   memset(&y, 0, sizeof(y));
   assert_int_equal(cg__lark_patch_card(fx->api, "tnt_a", "om_1", CARD, on_res, &y), 0);
   run_until(fx, &y.calls, 1, 5000);
-  assert_int_equal(y.r.cls, CG__LARK_OK);
+  assert_int_equal(y.r.cls, CG__API_OK);
   s = fake_stats();
   assert_int_equal(json_integer_value(json_object_get(s, "store_tenant_fetches")), 3);
   assert_int_equal(json_integer_value(json_object_get(s, "app_token_fetches")), 2);
@@ -1208,7 +1208,7 @@ static void test_store_ticket_invalid_resends(void **state) {
                                          on_res, &x),
                    0);
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_RETRYABLE);
+  assert_int_equal(x.r.cls, CG__API_RETRYABLE);
   assert_int_equal(x.r.token_error, 1);
   assert_int_equal(x.r.code, CG__LARK_CODE_APP_TICKET_INVALID);
   assert_false(cg__lark_api_has_app_ticket(fx->api));
@@ -1225,7 +1225,7 @@ static void test_store_ticket_invalid_resends(void **state) {
                                          on_res, &x),
                    0);
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("app_token_fetches"), 2);
   assert_null(strstr(fx->log, "tk-stale"));
 }
@@ -1240,7 +1240,7 @@ static void test_store_ticket_arrives_while_waiting(void **state) {
   /* Before the resend answers: the push arrives. */
   assert_int_equal(cg__lark_api_set_app_ticket(fx->api, "tk-good"), 0);
   run_until(fx, &x.calls, 1, 5000);
-  assert_int_equal(x.r.cls, CG__LARK_OK);
+  assert_int_equal(x.r.cls, CG__API_OK);
   assert_int_equal(fake_stat("app_token_fetches"), 1);
 }
 
@@ -1261,7 +1261,7 @@ static void test_store_close_while_waiting(void **state) {
   close_api(fx);
   for (int i = 0; i < 4; i++) {
     assert_int_equal(xs[i].calls, 1);
-    assert_int_equal(xs[i].r.cls, CG__LARK_CANCELLED);
+    assert_int_equal(xs[i].r.cls, CG__API_CANCELLED);
   }
 }
 

@@ -31,19 +31,7 @@
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-  }
-  return code;
-}
+#define fail cg_fail /* common.h */
 
 /* Copies parser text, replacing anything but printable ASCII. */
 static void copy_printable(char *dst, size_t cap, const char *src) {
@@ -62,32 +50,11 @@ static void buf_truncate(cg_buf *b, size_t len) {
 
 /* ---- JSON in ------------------------------------------------------------ */
 
-/* Nesting depth of [ and { outside strings (as lark_webhook.c): a hostile
- * frame of 100000 '[' is refused in one pass, before jansson recurses. */
-static int depth_ok(const char *p, size_t n, int max) {
-  int depth = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = p[i];
-    if (c == '"') {
-      for (i++; i < n; i++) {
-        if (p[i] == '\\')
-          i++;
-        else if (p[i] == '"')
-          break;
-      }
-    } else if (c == '{' || c == '[') {
-      if (++depth > max) return 0;
-    } else if (c == '}' || c == ']') {
-      if (depth) depth--;
-    }
-  }
-  return 1;
-}
 
 /* Parses p[0..n) as a JSON object named what. NULL + *rc on failure. */
 static json_t *parse_object(const char *p, size_t n, const char *what,
                             char *err, size_t errlen, int *rc) {
-  if (!depth_ok(p, n, CG_LIMIT_JSON_DEPTH)) {
+  if (!cg__json_depth_ok(p, n, CG_LIMIT_JSON_DEPTH)) {
     *rc =
         fail(err, errlen, CG_EMALFORMED, "%s nests JSON deeper than %d levels",
              what, CG_LIMIT_JSON_DEPTH);

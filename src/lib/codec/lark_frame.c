@@ -52,19 +52,7 @@
 
 /* ---- errors ------------------------------------------------------------- */
 
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-  }
-  return code;
-}
+#define fail cg_fail /* common.h */
 
 /* ---- frames ------------------------------------------------------------- */
 

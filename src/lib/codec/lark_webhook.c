@@ -114,29 +114,6 @@ static int opt_obj(const json_t *obj, const char *path, const char *key,
   return 0;
 }
 
-/* Nesting depth of [ and { outside strings. Run before jansson so a hostile
- * body (10000 '[') is refused in one linear pass, without recursion. For
- * valid JSON the count is exact; for invalid JSON jansson fails no later
- * than where the two could disagree. */
-static int depth_ok(const char *p, size_t n, int max) {
-  int depth = 0;
-  for (size_t i = 0; i < n; i++) {
-    char c = p[i];
-    if (c == '"') {
-      for (i++; i < n; i++) {
-        if (p[i] == '\\')
-          i++;
-        else if (p[i] == '"')
-          break;
-      }
-    } else if (c == '{' || c == '[') {
-      if (++depth > max) return 0;
-    } else if (c == '}' || c == ']') {
-      if (depth) depth--;
-    }
-  }
-  return 1;
-}
 
 /* Length of the valid UTF-8 sequence at p (n bytes left), 0 when invalid
  * (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF — the rules
@@ -169,7 +146,7 @@ static size_t utf8_seq(const unsigned char *p, size_t n) {
 static json_t *parse_object(const char *p, size_t n, const char *what,
                             const char *hint, cg__lark_error *err, int *rc) {
   json_t *j;
-  if (!depth_ok(p, n, CG_LIMIT_JSON_DEPTH)) {
+  if (!cg__json_depth_ok(p, n, CG_LIMIT_JSON_DEPTH)) {
     *rc = fail(err, 400, CG_EMALFORMED,
                "%s nests JSON deeper than %d levels; callback bodies are "
                "shallow, so this is not from Lark",

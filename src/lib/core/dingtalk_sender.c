@@ -66,15 +66,15 @@ static int deliver(send_job *j);
 
 static void delivered(const cg__dt_api_result *res, void *ud) {
   send_job *j = ud;
-  if (res->cls == CG__DT_API_CANCELLED) {
+  if (res->cls == CG__API_CANCELLED) {
     send_job_free(j);
     return;
   }
-  if (res->cls != CG__DT_API_OK) {
-    int again = !j->retried && (res->cls == CG__DT_API_RETRYABLE || res->cls == CG__DT_API_RATE_LIMITED);
+  if (res->cls != CG__API_OK) {
+    int again = !j->retried && (res->cls == CG__API_RETRYABLE || res->cls == CG__API_RATE_LIMITED);
     cg__log(j->app, again ? CG_LOG_WARN : CG_LOG_ERROR, LOG,
             "card %s for %s %s not delivered: %s, HTTP %d, %s %s (request %s)%s", j->rec.message_id,
-            j->group ? "group" : "user", j->space_id, cg__dt_api_class_name(res->cls), res->http_status,
+            j->group ? "group" : "user", j->space_id, cg__api_class_name(res->cls), res->http_status,
             res->code[0] ? res->code : "-", res->msg, res->request_id[0] ? res->request_id : "-",
             again ? "; retrying once" : "");
     if (again) {

@@ -202,7 +202,7 @@ static void on_result(const cg__lark_result *res, void *ud) {
   delivery *d = ud;
   cg__outbox *ob = d->ob;
   ob->st.in_flight--;
-  if (res->cls == CG__LARK_CANCELLED || ob->closing) {
+  if (res->cls == CG__API_CANCELLED || ob->closing) {
     /* Closing: the entry stays leased and is delivered after the lease. */
     delivery_free(d);
     unref(ob);
@@ -227,23 +227,23 @@ static void on_result(const cg__lark_result *res, void *ud) {
      * not when the token fetch failed (never sent) or the gateway refused
      * it for the rate limit. Counting a doubtful one keeps the budget safe
      * (the fallback is a patch, never a third use). */
-    j->token_uses = (res->token_error || res->cls == CG__LARK_RATE_LIMITED) ? 0 : 1;
+    j->token_uses = (res->token_error || res->cls == CG__API_RATE_LIMITED) ? 0 : 1;
   }
   int attempts = d->attempts + 1;
   if (res->has_code)
-    cg_fmt(j->error, sizeof j->error, "%s: %s, http %d, code %lld: %.160s", how, cg__lark_class_name(res->cls),
+    cg_fmt(j->error, sizeof j->error, "%s: %s, http %d, code %lld: %.160s", how, cg__api_class_name(res->cls),
            res->http_status, (long long)res->code, res->msg);
   else
-    cg_fmt(j->error, sizeof j->error, "%s: %s, http %d: %.160s", how, cg__lark_class_name(res->cls),
+    cg_fmt(j->error, sizeof j->error, "%s: %s, http %d: %.160s", how, cg__api_class_name(res->cls),
            res->http_status, res->msg[0] ? res->msg : cg_strerror(res->err));
   switch (res->cls) {
-    case CG__LARK_OK:
+    case CG__API_OK:
       j->outcome = SETTLE_DELIVERED;
       ob->st.delivered++;
       logf_(ob, CG_LOG_INFO, "outbox entry %lld: %s of %s delivered (attempt %d, logid %s)", (long long)d->id, how,
             d->message_id, attempts, res->logid);
       break;
-    case CG__LARK_RATE_LIMITED:
+    case CG__API_RATE_LIMITED:
       /* Lark said when: wait that long (plus a little jitter so a burst of
        * entries does not come back at the same millisecond). Not fatal. */
       j->outcome = SETTLE_WAIT; /* not an attempt: many 429s never kill an entry */
@@ -252,7 +252,7 @@ static void on_result(const cg__lark_result *res, void *ud) {
       logf_(ob, CG_LOG_WARN, "outbox entry %lld: rate limited, retry in %llu ms (logid %s)", (long long)d->id,
             (unsigned long long)res->retry_after_ms, res->logid);
       break;
-    case CG__LARK_PERMANENT:
+    case CG__API_PERMANENT:
       if (d->token && !res->token_error) {
         /* The card service refused the token (expired, used up, wrong
          * card): retire it and patch the message instead, at once. */
@@ -288,20 +288,12 @@ static void on_result(const cg__lark_result *res, void *ud) {
   unref(ob); /* the request's reference */
 }
 
-/* A DingTalk answer in the outbox's terms: the classes match one to one;
- * DingTalk's codes are strings, so they travel in msg. */
+/* A DingTalk answer in the outbox's terms (the class is shared,
+ * api_class.h); DingTalk's codes are strings, so they travel in msg. */
 static void on_dt_result(const cg__dt_api_result *res, void *ud) {
-  static const cg__lark_class map[] = {
-      [CG__DT_API_OK] = CG__LARK_OK,
-      [CG__DT_API_RETRYABLE] = CG__LARK_RETRYABLE,
-      [CG__DT_API_RATE_LIMITED] = CG__LARK_RATE_LIMITED,
-      [CG__DT_API_TOKEN_INVALID] = CG__LARK_TOKEN_INVALID,
-      [CG__DT_API_PERMANENT] = CG__LARK_PERMANENT,
-      [CG__DT_API_CANCELLED] = CG__LARK_CANCELLED,
-  };
   cg__lark_result r;
   memset(&r, 0, sizeof r);
-  r.cls = (size_t)res->cls < CG_ARRAY_SIZE(map) ? map[res->cls] : CG__LARK_PERMANENT;
+  r.cls = res->cls;
   r.err = res->err;
   r.http_status = res->http_status;
   r.retry_after_ms = res->retry_after_ms;

@@ -758,18 +758,7 @@ static void ctx_init(wf_ctx *c, const cg_action *a, int64_t now_ms) {
   c->now_ms = now_ms; /* times are formatted only when a template uses them */
 }
 
-static int fail_step(char *err, size_t errlen, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail_step(char *err, size_t errlen, int code, const char *fmt, ...) {
-  if (err && errlen) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    if (n < 0) err[0] = '\0';
-  }
-  return code;
-}
+#define fail_step cg_fail /* common.h */
 
 /* Renders a tree; NULL with err filled on failure (*code says which). */
 static json_t *render(const json_t *tmpl, wf_ctx *c, char *err, size_t errlen,

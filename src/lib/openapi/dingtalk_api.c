@@ -110,42 +110,15 @@ static void dt_log(const cg__dt_api *api, cg_log_level level, const char *fmt,
   api->log(level, "openapi", line, api->log_ud);
 }
 
-static uint64_t default_clock(void *ud) {
-  CG_UNUSED(ud);
-  return uv_hrtime() / 1000000u;
-}
-
 static uint64_t now_ms(const cg__dt_api *api) {
   return api->clock(api->clock_ud);
 }
 
-const char *cg__dt_api_class_name(cg__dt_api_class c) {
-  switch (c) {
-    case CG__DT_API_OK:
-      return "ok";
-    case CG__DT_API_RETRYABLE:
-      return "retryable";
-    case CG__DT_API_RATE_LIMITED:
-      return "rate_limited";
-    case CG__DT_API_TOKEN_INVALID:
-      return "token_invalid";
-    case CG__DT_API_PERMANENT:
-      return "permanent";
-    case CG__DT_API_CANCELLED:
-      return "cancelled";
-  }
-  return "?";
-}
 
 /* Retry-After in whole seconds (RFC 9110 §10.2.3); missing, zero or an
  * HTTP-date: the 1 s QpsLimit window (§4.1). */
 static uint64_t retry_after_from(const char *ra) {
-  if (!ra || !*ra) return CG__DT_DEFAULT_RETRY_AFTER_MS;
-  int64_t s = 0;
-  if (cg_parse_i64(ra, strlen(ra), &s) != 0 || s <= 0)
-    return CG__DT_DEFAULT_RETRY_AFTER_MS;
-  if (s > 86400) s = 86400;
-  return (uint64_t)s * 1000u;
+  return cg__api_seconds_ms(ra, CG__DT_DEFAULT_RETRY_AFTER_MS, 0);
 }
 
 /* A string member under either spelling (the gateway client reads
@@ -164,15 +137,15 @@ void cg__dt_api_classify(int err, int status, const char *body, size_t len,
   out->http_status = status;
   out->err = err;
   if (err == UV_ECANCELED) {
-    out->cls = CG__DT_API_CANCELLED;
+    out->cls = CG__API_CANCELLED;
     cg_strlcpy(out->msg, "cancelled: client closed", sizeof(out->msg));
     return;
   }
   if (err != 0) {
     /* As lark_api: an answer over the limit or a URL curl refuses will
      * fail the same way again; everything else on the way can pass. */
-    out->cls = err == CG_ETOOBIG || err == CG_EINVAL ? CG__DT_API_PERMANENT
-                                                     : CG__DT_API_RETRYABLE;
+    out->cls = err == CG_ETOOBIG || err == CG_EINVAL ? CG__API_PERMANENT
+                                                     : CG__API_RETRYABLE;
     cg_strlcpy(out->msg, cg_strerror(err), sizeof(out->msg));
     return;
   }
@@ -197,32 +170,32 @@ void cg__dt_api_classify(int err, int status, const char *body, size_t len,
     /* §4.1: 20 calls/s per app per API, then QpsLimitForAppkeyAndApi
      * (or QpsLimitForApi across apps) for the rest of the second; the
      * HTTP status is 403 per third parties: the code decides. */
-    out->cls = CG__DT_API_RATE_LIMITED;
+    out->cls = CG__API_RATE_LIMITED;
     out->retry_after_ms = retry_after_from(retry_after);
   } else if ((code && strcmp(code, CG__DT_CODE_INVALID_AUTH) == 0) ||
              status == 401) {
-    out->cls = CG__DT_API_TOKEN_INVALID; /* §10.1: HTTP 400 */
+    out->cls = CG__API_TOKEN_INVALID; /* §10.1: HTTP 400 */
   } else if (status >= 500 || (code && strcmp(code, CG__DT_CODE_BUSY) == 0)) {
-    out->cls = CG__DT_API_RETRYABLE;
+    out->cls = CG__API_RETRYABLE;
   } else if (ok2xx && obj) {
     if (json_is_false(success) || (code && !json_is_true(success))) {
-      out->cls = CG__DT_API_PERMANENT;
+      out->cls = CG__API_PERMANENT;
       if (!out->msg[0])
         cg_strlcpy(out->msg, "the answer says success: false",
                    sizeof(out->msg));
     } else {
-      out->cls = CG__DT_API_OK;
+      out->cls = CG__API_OK;
     }
   } else if (ok2xx) {
     /* Not a DingTalk answer (a proxy page, a cut body): the call may or
      * may not have happened; a repeated createAndDeliver with the same
      * outTrackId does nothing (§4.3), so a retry is safe. */
-    out->cls = CG__DT_API_RETRYABLE;
+    out->cls = CG__API_RETRYABLE;
     out->err = CG_EMALFORMED;
   } else if (status == 408) {
-    out->cls = CG__DT_API_RETRYABLE;
+    out->cls = CG__API_RETRYABLE;
   } else {
-    out->cls = CG__DT_API_PERMANENT;
+    out->cls = CG__API_PERMANENT;
     if (!code) out->err = CG_EMALFORMED;
   }
   if (!out->msg[0]) {
@@ -257,15 +230,15 @@ static void op_free(op *o) {
 }
 
 static void op_log_result(op *o, const cg__dt_api_result *r) {
-  cg_log_level lvl = r->cls == CG__DT_API_OK          ? CG_LOG_DEBUG
-                     : r->cls == CG__DT_API_CANCELLED ? CG_LOG_DEBUG
-                     : r->cls == CG__DT_API_PERMANENT ? CG_LOG_ERROR
+  cg_log_level lvl = r->cls == CG__API_OK          ? CG_LOG_DEBUG
+                     : r->cls == CG__API_CANCELLED ? CG_LOG_DEBUG
+                     : r->cls == CG__API_PERMANENT ? CG_LOG_ERROR
                                                       : CG_LOG_WARN;
   /* Method, path, code, message, request id — never the body (card
    * contents) nor the token header. */
   dt_log(o->api, lvl,
          "%s %s: %s (http %d, code %s, %s%s%s) requestid %s attempts %d",
-         o->method, o->path, cg__dt_api_class_name(r->cls), r->http_status,
+         o->method, o->path, cg__api_class_name(r->cls), r->http_status,
          r->code[0] ? r->code : "-", r->msg, r->err ? ", " : "",
          r->err ? cg_err_name(r->err) : "",
          r->request_id[0] ? r->request_id : "-", r->attempts);
@@ -284,10 +257,10 @@ static void op_fail(op *o, int err) {
   memset(&r, 0, sizeof(r));
   r.err = err;
   if (err == UV_ECANCELED || err == CG_EALREADY) {
-    r.cls = CG__DT_API_CANCELLED;
+    r.cls = CG__API_CANCELLED;
     r.err = UV_ECANCELED;
   } else {
-    r.cls = CG__DT_API_RETRYABLE; /* out of memory: try again later */
+    r.cls = CG__API_RETRYABLE; /* out of memory: try again later */
   }
   cg_strlcpy(r.msg, cg_strerror(r.err), sizeof(r.msg));
   op_complete(o, &r);
@@ -344,7 +317,7 @@ static void check_deliveries(const json_t *result, cg__dt_api_result *r) {
   json_t *d;
   json_array_foreach(dr, i, d) {
     if (json_is_true(json_object_get(d, "success"))) continue;
-    r->cls = CG__DT_API_PERMANENT;
+    r->cls = CG__API_PERMANENT;
     json_t *em = json_object_get(d, "errorMsg");
     json_t *st = json_object_get(d, "spaceType");
     json_t *si = json_object_get(d, "spaceId");
@@ -369,7 +342,7 @@ static void on_call_done(int rc, const cg__https_resp *resp, void *ud) {
   if (rc && rc != UV_ECANCELED && resp->detail[0])
     cg_strlcpy(r.msg, resp->detail, sizeof(r.msg));
 
-  if (r.cls == CG__DT_API_TOKEN_INVALID && !o->token_retried && !api->closing) {
+  if (r.cls == CG__API_TOKEN_INVALID && !o->token_retried && !api->closing) {
     /* §4.2 / §7.10: evict, fetch a fresh token, retry once. The cache is
      * dropped only if it still holds the token that was refused. */
     json_decref(root);
@@ -388,7 +361,7 @@ static void on_call_done(int rc, const cg__https_resp *resp, void *ud) {
   }
   json_t *result = json_object_get(root, "result");
   if (result) r.result = result;
-  if (r.cls == CG__DT_API_OK && o->deliver) check_deliveries(result, &r);
+  if (r.cls == CG__API_OK && o->deliver) check_deliveries(result, &r);
   op_complete(o, &r);
   json_decref(root);
 }
@@ -455,7 +428,7 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
     cg_strlcpy(r.msg, resp->detail, sizeof(r.msg));
   r.token_error = 1;
 
-  if (r.cls == CG__DT_API_OK) {
+  if (r.cls == CG__API_OK) {
     /* {"accessToken":"…","expireIn":7200} (§4.2) */
     json_t *t = json_object_get(root, "accessToken");
     json_t *e = json_object_get(root, "expireIn");
@@ -477,25 +450,25 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
       dt_log(api, CG_LOG_DEBUG, "access token for app %s: expires in %llu s",
              api->app_key, (unsigned long long)ex);
     } else {
-      r.cls = CG__DT_API_RETRYABLE;
+      r.cls = CG__API_RETRYABLE;
       r.err = usable ? CG_ENOMEM : CG_EMALFORMED;
       cg_strlcpy(r.msg,
                  usable ? cg_strerror(CG_ENOMEM)
                         : "token answer without a usable accessToken/expireIn",
                  sizeof(r.msg));
     }
-  } else if (r.cls == CG__DT_API_TOKEN_INVALID) {
+  } else if (r.cls == CG__API_TOKEN_INVALID) {
     /* A 401 from the token endpoint itself: the credentials, not a token. */
-    r.cls = CG__DT_API_PERMANENT;
+    r.cls = CG__API_PERMANENT;
   }
   json_decref(root);
 
-  if (r.cls != CG__DT_API_OK) {
+  if (r.cls != CG__API_OK) {
     api->stats.token_failures++;
-    if (r.cls != CG__DT_API_CANCELLED)
-      dt_log(api, r.cls == CG__DT_API_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
+    if (r.cls != CG__API_CANCELLED)
+      dt_log(api, r.cls == CG__API_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
              "access token for app %s: %s (http %d, code %s, %s) requestid %s",
-             api->app_key, cg__dt_api_class_name(r.cls), r.http_status,
+             api->app_key, cg__api_class_name(r.cls), r.http_status,
              r.code[0] ? r.code : "-", r.msg,
              r.request_id[0] ? r.request_id : "-");
   }
@@ -510,7 +483,7 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
     o->next = NULL;
     if (api->closing) {
       op_fail(o, UV_ECANCELED);
-    } else if (r.cls == CG__DT_API_OK) {
+    } else if (r.cls == CG__API_OK) {
       /* Read the cache again for each op: a callback before it may have
        * evicted it — then the op starts over. */
       int src = api->token ? send_attempt(o, api->token) : op_start(o);
@@ -793,7 +766,7 @@ cg__dt_api *cg__dt_api_new(uv_loop_t *loop, const cg__dt_api_options *o,
   api->log = o->log;
   api->log_ud = o->log_ud;
   api->log_level = o->log_level;
-  api->clock = o->clock ? o->clock : default_clock;
+  api->clock = o->clock ? o->clock : cg__api_default_clock;
   api->clock_ud = o->clock_ud;
   api->https = cg__https_new(loop, err);
   if (!api->https) {

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "api_class.h"
 #include "cardgate/log.h"
 
 typedef struct cg__dt_api cg__dt_api;
@@ -35,24 +36,9 @@ typedef struct cg__dt_api cg__dt_api;
 /* §4.1: QpsLimit* windows are 1 s. Used when no Retry-After came. */
 #define CG__DT_DEFAULT_RETRY_AFTER_MS 1000u
 
-typedef enum {
-  CG__DT_API_OK = 0,        /* 2xx and not success:false (and every space
-                               delivered, for createAndDeliver) */
-  CG__DT_API_RETRYABLE,     /* timeout, connection failure, 5xx,
-                               system.busy, garbled 2xx */
-  CG__DT_API_RATE_LIMITED,  /* QpsLimit* / HTTP 429: wait retry_after_ms */
-  CG__DT_API_TOKEN_INVALID, /* InvalidAuthentication / 401 even after
-                               evict + refetch + retry */
-  CG__DT_API_PERMANENT,     /* anything else: the same call is futile */
-  CG__DT_API_CANCELLED      /* the client was closed first */
-} cg__dt_api_class;
-
-/* "ok", "retryable", "rate_limited", "token_invalid", "permanent",
- * "cancelled". Static. */
-const char *cg__dt_api_class_name(cg__dt_api_class c);
 
 typedef struct cg__dt_api_result {
-  cg__dt_api_class cls;
+  cg__api_class cls;
   /* 0, or the transport/parse error behind the class: a code from
    * https_client.h (CG_ETIMEDOUT, UV_ECONNREFUSED, CG_ETOOBIG, …),
    * CG_EMALFORMED (the body is not a DingTalk JSON answer), UV_ECANCELED. */
@@ -78,7 +64,7 @@ typedef struct cg__dt_api_result {
  * Retry-After header (seconds) or NULL. Fills out (result left NULL). When
  * root is not NULL, *root receives the parsed body (caller json_decref()s
  * it) or NULL. InvalidAuthentication (HTTP 400, §10.1) and any 401 are
- * CG__DT_API_TOKEN_INVALID; the retry is the caller's business. A 2xx whose
+ * CG__API_TOKEN_INVALID; the retry is the caller's business. A 2xx whose
  * body says "success":false is PERMANENT. Per-space delivery results are
  * checked by cg__dt_api_create_and_deliver, not here. */
 void cg__dt_api_classify(int err, int status, const char *body, size_t len,
@@ -176,7 +162,7 @@ typedef struct cg__dt_api_stats {
 } cg__dt_api_stats;
 void cg__dt_api_get_stats(const cg__dt_api *api, cg__dt_api_stats *out);
 
-/* Cancels everything in flight (callbacks get CG__DT_API_CANCELLED with err
+/* Cancels everything in flight (callbacks get CG__API_CANCELLED with err
  * UV_ECANCELED, on a later loop turn), frees the client after its handles
  * close, then calls close_cb (may be NULL). Safe inside a result callback.
  * NULL is ignored; api must not be used afterwards. */

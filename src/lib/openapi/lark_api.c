@@ -127,32 +127,10 @@ static void lark_log(const cg__lark_api *api, cg_log_level level,
   api->log(level, "openapi", line, api->log_ud);
 }
 
-static uint64_t default_clock(void *ud) {
-  CG_UNUSED(ud);
-  return uv_hrtime() / 1000000u;
-}
-
 static uint64_t now_ms(const cg__lark_api *api) {
   return api->clock(api->clock_ud);
 }
 
-const char *cg__lark_class_name(cg__lark_class c) {
-  switch (c) {
-    case CG__LARK_OK:
-      return "ok";
-    case CG__LARK_RETRYABLE:
-      return "retryable";
-    case CG__LARK_RATE_LIMITED:
-      return "rate_limited";
-    case CG__LARK_TOKEN_INVALID:
-      return "token_invalid";
-    case CG__LARK_PERMANENT:
-      return "permanent";
-    case CG__LARK_CANCELLED:
-      return "cancelled";
-  }
-  return "?";
-}
 
 static int is_token_invalid(int64_t code) {
   return code == CG__LARK_CODE_TENANT_TOKEN_INVALID ||
@@ -163,12 +141,7 @@ static int is_token_invalid(int64_t code) {
 /* x-ogw-ratelimit-reset: whole seconds until the window resets (lark.md
  * §4.6). Missing or unreadable: the default. */
 static uint64_t retry_after_from(const char *reset) {
-  if (!reset || !*reset) return CG__LARK_DEFAULT_RETRY_AFTER_MS;
-  int64_t s = 0;
-  if (cg_parse_i64(reset, strlen(reset), &s) != 0 || s < 0)
-    return CG__LARK_DEFAULT_RETRY_AFTER_MS;
-  if (s > 86400) s = 86400;
-  return (uint64_t)s * 1000u;
+  return cg__api_seconds_ms(reset, CG__LARK_DEFAULT_RETRY_AFTER_MS, 1);
 }
 
 void cg__lark_classify(int err, int status, const char *body, size_t len,
@@ -179,7 +152,7 @@ void cg__lark_classify(int err, int status, const char *body, size_t len,
   out->http_status = status;
   out->err = err;
   if (err == UV_ECANCELED) {
-    out->cls = CG__LARK_CANCELLED;
+    out->cls = CG__API_CANCELLED;
     cg_strlcpy(out->msg, "cancelled: client closed", sizeof(out->msg));
     return;
   }
@@ -187,8 +160,8 @@ void cg__lark_classify(int err, int status, const char *body, size_t len,
     /* An answer over the limit will be as big next time; a URL curl
      * refuses will be refused again. Everything else on the way (timeouts,
      * refused or reset connections, DNS, TLS, memory) can pass. */
-    out->cls = err == CG_ETOOBIG || err == CG_EINVAL ? CG__LARK_PERMANENT
-                                                     : CG__LARK_RETRYABLE;
+    out->cls = err == CG_ETOOBIG || err == CG_EINVAL ? CG__API_PERMANENT
+                                                     : CG__API_RETRYABLE;
     cg_strlcpy(out->msg, cg_strerror(err), sizeof(out->msg));
     return;
   }
@@ -211,23 +184,23 @@ void cg__lark_classify(int err, int status, const char *body, size_t len,
       status == 429) {
     /* 99991400 comes with 429 or, on many APIs, 400 (lark.md §9.2):
      * detected by code or 429, never by status 400 alone. */
-    out->cls = CG__LARK_RATE_LIMITED;
+    out->cls = CG__API_RATE_LIMITED;
     out->retry_after_ms = retry_after_from(reset);
   } else if (out->has_code && is_token_invalid(out->code)) {
-    out->cls = CG__LARK_TOKEN_INVALID;
+    out->cls = CG__API_TOKEN_INVALID;
   } else if (status >= 500) {
-    out->cls = CG__LARK_RETRYABLE; /* gateway pages, overload, 504 */
+    out->cls = CG__API_RETRYABLE; /* gateway pages, overload, 504 */
   } else if (ok2xx && out->has_code) {
-    out->cls = out->code == 0 ? CG__LARK_OK : CG__LARK_PERMANENT;
+    out->cls = out->code == 0 ? CG__API_OK : CG__API_PERMANENT;
   } else if (ok2xx) {
     /* A 2xx that is not a Lark envelope: a proxy or a cut answer. The call
      * may or may not have happened; sends carry a uuid so a retry is safe. */
-    out->cls = CG__LARK_RETRYABLE;
+    out->cls = CG__API_RETRYABLE;
     out->err = CG_EMALFORMED;
   } else if (status == 408) {
-    out->cls = CG__LARK_RETRYABLE;
+    out->cls = CG__API_RETRYABLE;
   } else {
-    out->cls = CG__LARK_PERMANENT; /* other 1xx/3xx/4xx */
+    out->cls = CG__API_PERMANENT; /* other 1xx/3xx/4xx */
     if (!out->has_code) out->err = CG_EMALFORMED;
   }
   if (!out->msg[0]) {
@@ -282,9 +255,9 @@ static void op_free(op *o) {
 
 static void op_log_result(op *o, const cg__lark_result *r) {
   cg__lark_api *api = o->api;
-  cg_log_level lvl = r->cls == CG__LARK_OK          ? CG_LOG_DEBUG
-                     : r->cls == CG__LARK_CANCELLED ? CG_LOG_DEBUG
-                     : r->cls == CG__LARK_PERMANENT ? CG_LOG_ERROR
+  cg_log_level lvl = r->cls == CG__API_OK          ? CG_LOG_DEBUG
+                     : r->cls == CG__API_CANCELLED ? CG_LOG_DEBUG
+                     : r->cls == CG__API_PERMANENT ? CG_LOG_ERROR
                                                     : CG_LOG_WARN;
   /* Method, path (ids only: no tokens live in paths), code, msg, logid —
    * never the body, which holds card contents or the callback token. */
@@ -292,7 +265,7 @@ static void op_log_result(op *o, const cg__lark_result *r) {
   if (r->has_code) cg_fmt(code, sizeof(code), "%lld", (long long)r->code);
   lark_log(api, lvl,
            "%s %s: %s (http %d, code %s, %s%s%s) logid %s attempts %d",
-           o->method, o->path, cg__lark_class_name(r->cls), r->http_status,
+           o->method, o->path, cg__api_class_name(r->cls), r->http_status,
            code, r->msg, r->err ? ", " : "", r->err ? cg_err_name(r->err) : "",
            r->logid[0] ? r->logid : "-", r->attempts);
 }
@@ -310,10 +283,10 @@ static void op_fail(op *o, int err) {
   memset(&r, 0, sizeof(r));
   r.err = err;
   if (err == UV_ECANCELED || err == CG_EALREADY) {
-    r.cls = CG__LARK_CANCELLED;
+    r.cls = CG__API_CANCELLED;
     r.err = UV_ECANCELED;
   } else {
-    r.cls = CG__LARK_RETRYABLE; /* out of memory: try again later */
+    r.cls = CG__API_RETRYABLE; /* out of memory: try again later */
   }
   cg_strlcpy(r.msg, cg_strerror(r.err), sizeof(r.msg));
   op_complete(o, &r);
@@ -380,7 +353,7 @@ static void on_call_done(int rc, const cg__https_resp *resp, void *ud) {
   if (rc && rc != UV_ECANCELED && resp->detail[0])
     cg_strlcpy(r.msg, resp->detail, sizeof(r.msg));
 
-  if (r.cls == CG__LARK_TOKEN_INVALID && !o->token_retried && !api->closing) {
+  if (r.cls == CG__API_TOKEN_INVALID && !o->token_retried && !api->closing) {
     /* lark.md §4.3/§9.6: evict, fetch a fresh token, retry once. The cache
      * is dropped only if it still holds the token that was refused. */
     json_decref(root);
@@ -490,7 +463,7 @@ static void serve_waiters(cg__lark_api *api, op *w, const cg__lark_result *r,
     o->next = NULL;
     if (api->closing) {
       op_fail(o, UV_ECANCELED);
-    } else if (r->cls == CG__LARK_OK) {
+    } else if (r->cls == CG__API_OK) {
       int src = *token ? send_attempt(o, *token) : op_start(o);
       if (src) op_fail(o, src);
     } else {
@@ -512,7 +485,7 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
     cg_strlcpy(r.msg, resp->detail, sizeof(r.msg));
   r.token_error = 1;
 
-  if (r.cls == CG__LARK_OK) {
+  if (r.cls == CG__API_OK) {
     /* {"code":0,"msg":"ok","tenant_access_token":"t-…","expire":7200},
      * top level, not under data (lark.md §4.1). */
     json_t *t = json_object_get(root, "tenant_access_token");
@@ -542,7 +515,7 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
                "tenant_access_token for app %s: expires in %llu s", api->app_id,
                (unsigned long long)ex);
     } else {
-      r.cls = CG__LARK_RETRYABLE;
+      r.cls = CG__API_RETRYABLE;
       r.err = usable ? CG_ENOMEM : CG_EMALFORMED;
       cg_strlcpy(r.msg,
                  usable ? cg_strerror(CG_ENOMEM)
@@ -552,15 +525,15 @@ static void on_token(int rc, const cg__https_resp *resp, void *ud) {
   }
   json_decref(root);
 
-  if (r.cls != CG__LARK_OK) {
+  if (r.cls != CG__API_OK) {
     api->stats.token_failures++;
     char code[24] = "-";
     if (r.has_code) cg_fmt(code, sizeof(code), "%lld", (long long)r.code);
-    if (r.cls != CG__LARK_CANCELLED)
-      lark_log(api, r.cls == CG__LARK_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
+    if (r.cls != CG__API_CANCELLED)
+      lark_log(api, r.cls == CG__API_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
                "tenant_access_token for app %s: %s (http %d, code %s, %s) "
                "logid %s",
-               api->app_id, cg__lark_class_name(r.cls), r.http_status, code,
+               api->app_id, cg__api_class_name(r.cls), r.http_status, code,
                r.msg, r.logid[0] ? r.logid : "-");
   }
 
@@ -627,7 +600,7 @@ static void token_answer(int rc, const cg__https_resp *resp, const char *field,
   if (rc && rc != UV_ECANCELED && resp->detail[0])
     cg_strlcpy(r->msg, resp->detail, sizeof(r->msg));
   r->token_error = 1;
-  if (r->cls == CG__LARK_OK) {
+  if (r->cls == CG__API_OK) {
     json_t *t = json_object_get(root, field);
     json_t *e = json_object_get(root, "expire");
     const char *v = json_is_string(t) ? json_string_value(t) : NULL;
@@ -638,7 +611,7 @@ static void token_answer(int rc, const cg__https_resp *resp, const char *field,
     if (*tok) {
       *ttl_ms = ttl_ms_of(expire);
     } else {
-      r->cls = CG__LARK_RETRYABLE;
+      r->cls = CG__API_RETRYABLE;
       r->err = usable ? CG_ENOMEM : CG_EMALFORMED;
       cg_fmt(r->msg, sizeof(r->msg), "%s",
              usable ? cg_strerror(CG_ENOMEM) : "token answer without a usable token");
@@ -772,19 +745,19 @@ static void tenant_fail_waiters(cg__lark_api *api, tenant *t,
 
 static void token_failure_log(cg__lark_api *api, const char *what,
                               const cg__lark_result *r) {
-  if (r->cls == CG__LARK_CANCELLED) return;
+  if (r->cls == CG__API_CANCELLED) return;
   char code[24] = "-";
   if (r->has_code) cg_fmt(code, sizeof(code), "%lld", (long long)r->code);
-  lark_log(api, r->cls == CG__LARK_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
+  lark_log(api, r->cls == CG__API_PERMANENT ? CG_LOG_ERROR : CG_LOG_WARN,
            "%s for app %s: %s (http %d, code %s, %s) logid %s", what,
-           api->app_id, cg__lark_class_name(r->cls), r->http_status, code,
+           api->app_id, cg__api_class_name(r->cls), r->http_status, code,
            r->msg, r->logid[0] ? r->logid : "-");
 }
 
 /* A result for calls that could not get a token for a local reason. */
 static void local_failure(cg__lark_result *r, int err, const char *msg) {
   memset(r, 0, sizeof(*r));
-  r->cls = err == UV_ECANCELED ? CG__LARK_CANCELLED : CG__LARK_RETRYABLE;
+  r->cls = err == UV_ECANCELED ? CG__API_CANCELLED : CG__API_RETRYABLE;
   r->err = err;
   r->token_error = 1;
   cg_strlcpy(r->msg, msg ? msg : cg_strerror(err), sizeof(r->msg));
@@ -855,7 +828,7 @@ static void serve_want_app(cg__lark_api *api, const cg__lark_result *r) {
     if (!t) break;
     t->settle = 0;
     cg__lark_result fail = *r;
-    if (r->cls == CG__LARK_OK && !api->closing) {
+    if (r->cls == CG__API_OK && !api->closing) {
       int src = start_tenant_fetch(api, t);
       if (!src) continue;
       local_failure(&fail, src, NULL);
@@ -885,7 +858,7 @@ static void on_app_token(int rc, const cg__https_resp *resp, void *ud) {
        * the next ones use the ticket Lark pushes. */
       wipe_free(api->app_ticket);
       api->app_ticket = NULL;
-      r.cls = CG__LARK_RETRYABLE;
+      r.cls = CG__API_RETRYABLE;
       if (!api->closing && !api->resend_inflight) {
         int src = start_resend(api);
         if (src)
@@ -906,7 +879,7 @@ static void on_resend(int rc, const cg__https_resp *resp, void *ud) {
                     reset_of(resp), &r, &root);
   json_decref(root);
   cg_strlcpy(r.logid, resp->logid, sizeof(r.logid));
-  if (r.cls != CG__LARK_OK) token_failure_log(api, "app_ticket resend", &r);
+  if (r.cls != CG__API_OK) token_failure_log(api, "app_ticket resend", &r);
   if (api->app_fetching) return; /* a ticket arrived: its fetch serves them */
   if (api->app_ticket && !api->closing) {
     int src = start_app_fetch(api);
@@ -1275,7 +1248,7 @@ cg__lark_api *cg__lark_api_new(uv_loop_t *loop, const cg__lark_api_options *o,
   api->log = o->log;
   api->log_ud = o->log_ud;
   api->log_level = o->log_level;
-  api->clock = o->clock ? o->clock : default_clock;
+  api->clock = o->clock ? o->clock : cg__api_default_clock;
   api->clock_ud = o->clock_ud;
   api->https = cg__https_new(loop, err);
   if (!api->https) {

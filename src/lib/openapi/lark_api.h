@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "api_class.h"
 #include "cardgate/log.h"
 
 typedef struct cg__lark_api cg__lark_api;
@@ -44,21 +45,9 @@ typedef struct cg__lark_api cg__lark_api;
 /* Used when a rate-limited answer carries no x-ogw-ratelimit-reset. */
 #define CG__LARK_DEFAULT_RETRY_AFTER_MS 1000u
 
-typedef enum {
-  CG__LARK_OK = 0,       /* code 0 on a 2xx answer */
-  CG__LARK_RETRYABLE,    /* timeout, connection failure, 5xx, garbled 2xx */
-  CG__LARK_RATE_LIMITED, /* 99991400 / 230020 / HTTP 429: wait retry_after_ms */
-  CG__LARK_TOKEN_INVALID, /* 99991663/4/71 even after evict + refetch + retry */
-  CG__LARK_PERMANENT,     /* anything else: retrying the same call is futile */
-  CG__LARK_CANCELLED      /* the client was closed first */
-} cg__lark_class;
-
-/* "ok", "retryable", "rate_limited", "token_invalid", "permanent",
- * "cancelled". Static. */
-const char *cg__lark_class_name(cg__lark_class c);
 
 typedef struct cg__lark_result {
-  cg__lark_class cls;
+  cg__api_class cls;
   /* 0, or the transport/parse error behind the class: a code from
    * https_client.h (CG_ETIMEDOUT, UV_ECONNREFUSED, CG_ETOOBIG, …),
    * CG_EMALFORMED (the body is not a Lark JSON envelope), UV_ECANCELED. */
@@ -83,7 +72,7 @@ typedef struct cg__lark_result {
  * body/len: the answer; reset: the x-ogw-ratelimit-reset value or NULL.
  * Fills out (data left NULL). When root is not NULL, *root receives the
  * parsed body (caller json_decref()s it) or NULL. Token-invalid codes are
- * classified CG__LARK_TOKEN_INVALID; the retry is the caller's business. */
+ * classified CG__API_TOKEN_INVALID; the retry is the caller's business. */
 void cg__lark_classify(int err, int status, const char *body, size_t len,
                        const char *reset, cg__lark_result *out, json_t **root);
 
@@ -213,7 +202,7 @@ typedef struct cg__lark_api_stats {
 } cg__lark_api_stats;
 void cg__lark_api_get_stats(const cg__lark_api *api, cg__lark_api_stats *out);
 
-/* Cancels everything in flight (callbacks get CG__LARK_CANCELLED with err
+/* Cancels everything in flight (callbacks get CG__API_CANCELLED with err
  * UV_ECANCELED, on a later loop turn), frees the client after its handles
  * close, then calls close_cb (may be NULL). Safe inside a result callback.
  * NULL is ignored; api must not be used afterwards. */
