@@ -21,4 +21,42 @@ void cg__app_conn_remove(cg_app *app, cg__app_conn *n);
  * 0 or CG_ENOMEM/CG_ETOOBIG. */
 int cg__app_conns_json(const cg_app *app, cg_buf *out, int *failed);
 
+/* What both clients hold alike: who they are, where they connect, and
+ * the state /healthz shows and on_state reports (conn.c). */
+typedef struct cg__conn_common {
+  cg_app *app;
+  const char *component; /* log component: "lark-ws", "dingtalk" (static) */
+  const char *who;       /* "app", "client" (static) */
+  char *id;              /* app id / client id */
+  char *secret;          /* never logged; cleansed when freed */
+  char *base_url;        /* origin, no trailing '/' */
+  char *ca_file;         /* or NULL */
+  cg_conn_state state;
+  char detail[256];
+  cg_conn_state_fn on_state;
+  void *on_state_ud;
+  cg__app_conn reg;
+} cg__conn_common;
+
+/* Fills k: id/secret from the options, else the app's (id_dflt,
+ * secret_dflt); base from the options else base_dflt, checked with
+ * cg_origin_ok. On failure the reason is in cg_app_last_error(app) and k
+ * holds nothing. 0, CG_EINVAL (no id or secret: need says what to set),
+ * CG_ECONFIG (bad base URL), CG_ENOMEM. */
+int cg__conn_common_init(cg__conn_common *k, cg_app *app, const char *component, const char *who,
+                         const char *id, const char *id_dflt, const char *secret, const char *secret_dflt,
+                         const char *base, const char *base_dflt, const char *ca_file, const char *need);
+/* Registers k for /healthz as transport (static string), with the client's
+ * state function. */
+void cg__conn_common_register(cg__conn_common *k, const char *transport,
+                              cg_conn_state (*state)(const void *self, const char **detail), const void *self);
+/* Sets the state and its reason, logs it (level by state) and calls
+ * on_state. */
+void cg__conn_set_state(cg__conn_common *k, cg_conn_state st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Takes k out of /healthz (idempotent). */
+void cg__conn_common_unregister(cg__conn_common *k);
+/* Frees what k holds (the secret cleansed). Unregisters it if registered. */
+void cg__conn_common_clear(cg__conn_common *k);
+
 #endif

@@ -54,17 +54,12 @@ typedef struct pending pending;
 struct cg_dingtalk_stream {
   cg_app *app;
   uv_loop_t *loop;
-  char *base_url;
-  char *client_id;
-  char *client_secret;
-  char *ca_file;
+  cg__conn_common k; /* id = client id, secret, state, /healthz */
   char *topics[MAX_TOPICS + 1]; /* NULL-terminated, owned */
   cg_dingtalk_stream_options o;
   cg__https *https;
   dt_conn *active;   /* the connection receiving new pushes, or NULL */
   dt_conn *conns;    /* every live connection (active and draining) */
-  cg_conn_state state;
-  char detail[256];
   int attempts;
   int opening;       /* an open-connection request or a dial in flight */
   int closing;
@@ -74,7 +69,6 @@ struct cg_dingtalk_stream {
   int timers_open;
   size_t npending;
   cg_conn_stats stats;
-  cg__app_conn reg;
   cg_buf out;
 };
 
@@ -106,19 +100,6 @@ static void conn_release(dt_conn *k);
 
 void cg_dingtalk_stream_options_init(cg_dingtalk_stream_options *o) { memset(o, 0, sizeof *o); }
 
-static void set_state(cg_dingtalk_stream *c, cg_conn_state st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_state(cg_dingtalk_stream *c, cg_conn_state st, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->detail, sizeof c->detail, fmt, ap);
-  va_end(ap);
-  c->state = st;
-  cg_log_level lvl = st == CG_CONN_FAILED ? CG_LOG_ERROR : st == CG_CONN_WAITING ? CG_LOG_WARN : CG_LOG_INFO;
-  cg__log(c->app, lvl, LOG, "client %s: %s: %s", c->client_id, cg_conn_state_name(st), c->detail);
-  if (c->o.on_state) c->o.on_state(st, c->detail, c->o.on_state_ud);
-}
-
 static cg_conn_state reg_state(const void *self, const char **detail) {
   return cg_dingtalk_stream_state(self, detail);
 }
@@ -139,7 +120,7 @@ static void pong_timeout_cb(uv_timer_t *t) {
   c->stats.watchdog_trips++;
   cg__log(c->app, CG_LOG_WARN, LOG,
           "client %s: no answer to a WebSocket ping within %u ms: the connection is dead; reconnecting",
-          c->client_id, (unsigned)opt(c->o.pong_timeout_ms, DEFAULT_PONG_TIMEOUT_MS));
+          c->k.id, (unsigned)opt(c->o.pong_timeout_ms, DEFAULT_PONG_TIMEOUT_MS));
   cg__ws_abort(k->ws);
 }
 
@@ -184,7 +165,7 @@ static void ack_done(int status, const char *body, size_t len, void *ud) {
     cg__log(c->app, CG_LOG_WARN, LOG,
             "client %s: ACK for message %s not sent (%s): DingTalk redelivers it and the redelivery is answered "
             "from the first answer",
-            c->client_id, p->message_id, cg_strerror(rc));
+            c->k.id, p->message_id, cg_strerror(rc));
   free(p->message_id);
   free(p->topic);
   free(p);
@@ -200,7 +181,7 @@ static void on_callback(dt_conn *k, const cg__dt_frame *f) {
     /* A topic subscribed through options.topics with no normalization:
      * answered 404 (like the Go SDK) so it is visible, never silently. */
     cg__log(c->app, CG_LOG_WARN, LOG, "client %s: callback on topic %.128s has no handler in cardgate: ACK 404",
-            c->client_id, f->topic);
+            c->k.id, f->topic);
     cg_buf_reset(&c->out);
     if (cg__dt_ack(f, 404, "no handler for this topic", "", 0, &c->out) == 0 && send_text(k, &c->out) == 0)
       c->stats.acks++;
@@ -211,7 +192,7 @@ static void on_callback(dt_conn *k, const cg__dt_frame *f) {
   int rc = cg__dt_decode_action(f, cg_now_ms(), &a, err, sizeof err);
   if (rc != 0) {
     c->stats.malformed++;
-    cg__log(c->app, CG_LOG_WARN, LOG, "client %s: %s callback %s dropped: %s", c->client_id,
+    cg__log(c->app, CG_LOG_WARN, LOG, "client %s: %s callback %s dropped: %s", c->k.id,
             is_card ? "card" : "chatbot", f->message_id, rc == CG_ENOMEM ? "out of memory" : err);
     /* ACKed with an error so the platform does not redeliver garbage. */
     cg_buf_reset(&c->out);
@@ -231,7 +212,7 @@ static void on_callback(dt_conn *k, const cg__dt_frame *f) {
     }
     cg__action_free(a);
     cg__log(c->app, CG_LOG_ERROR, LOG, "client %s: out of memory: message %s not handled (it will be redelivered)",
-            c->client_id, f->message_id);
+            c->k.id, f->message_id);
     return;
   }
   p->conn = k;
@@ -244,7 +225,7 @@ static void on_callback(dt_conn *k, const cg__dt_frame *f) {
     free(p->topic);
     free(p);
     conn_release(k);
-    cg__log(c->app, CG_LOG_ERROR, LOG, "client %s: out of memory: message not handled", c->client_id);
+    cg__log(c->app, CG_LOG_ERROR, LOG, "client %s: out of memory: message not handled", c->k.id);
   }
 }
 
@@ -267,13 +248,13 @@ static void on_system(dt_conn *k, const cg__dt_frame *f) {
     k->draining = 1;
     cg__log(c->app, CG_LOG_INFO, LOG,
             "client %s: the server is draining this connection (%.200s): opening a new one now",
-            c->client_id, f->data);
+            c->k.id, f->data);
     uv_timer_start(&k->drain_timer, drain_timeout_cb, DRAIN_MAX_MS, 0);
     if (c->active == k) c->active = NULL;
     if (!c->closing) open_connection(c);
     return;
   }
-  cg__log(c->app, CG_LOG_DEBUG, LOG, "client %s: SYSTEM %.64s ignored", c->client_id, f->topic);
+  cg__log(c->app, CG_LOG_DEBUG, LOG, "client %s: SYSTEM %.64s ignored", c->k.id, f->topic);
 }
 
 static void on_open(cg__ws *ws, void *ud) {
@@ -285,7 +266,7 @@ static void on_open(cg__ws *ws, void *ud) {
   c->active = k;
   c->stats.connects++;
   alive(k);
-  set_state(c, CG_CONN_CONNECTED, "connected");
+  cg__conn_set_state(&c->k, CG_CONN_CONNECTED, "connected");
 }
 
 static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, void *ud) {
@@ -298,7 +279,7 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, 
     c->attempts = 0; /* the backoff restarts once a connection works */
   }
   if (binary) {
-    cg__log(c->app, CG_LOG_DEBUG, LOG, "client %s: binary message ignored", c->client_id);
+    cg__log(c->app, CG_LOG_DEBUG, LOG, "client %s: binary message ignored", c->k.id);
     return;
   }
   cg__dt_frame f;
@@ -306,7 +287,7 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, 
   int rc = cg__dt_frame_decode((const char *)data, len, &f, err, sizeof err);
   if (rc != 0) {
     c->stats.malformed++;
-    cg__log(c->app, CG_LOG_WARN, LOG, "client %s: dropped a malformed frame (%zu bytes): %s", c->client_id, len,
+    cg__log(c->app, CG_LOG_WARN, LOG, "client %s: dropped a malformed frame (%zu bytes): %s", c->k.id, len,
             rc == CG_ENOMEM ? "out of memory" : err);
     return;
   }
@@ -316,7 +297,7 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, 
       break;
     case CG__DT_EVENT: {
       cg__log(c->app, CG_LOG_INFO, LOG, "client %s: event %s acknowledged (no event handler in cardgate)",
-              c->client_id, f.message_id);
+              c->k.id, f.message_id);
       cg_buf data_buf;
       cg_buf_init(&data_buf, 4096);
       cg_buf_reset(&c->out);
@@ -378,7 +359,7 @@ static void on_close(cg__ws *ws, int rc, const cg__ws_close_info *info, void *ud
     return;
   }
   if (draining && !was_active) {
-    cg__log(c->app, CG_LOG_INFO, LOG, "client %s: the drained connection closed", c->client_id);
+    cg__log(c->app, CG_LOG_INFO, LOG, "client %s: the drained connection closed", c->k.id);
     return;
   }
   char why[320];
@@ -411,7 +392,7 @@ static void dial(cg_dingtalk_stream *c, const char *url) {
   cg__ws_client_options wo;
   memset(&wo, 0, sizeof wo);
   wo.url = url;
-  wo.ca_file = c->ca_file;
+  wo.ca_file = c->k.ca_file;
   wo.max_message = READ_MAX;
   cg__ws_callbacks cbs = {on_open, on_message, on_pong, on_close};
   int rc = cg__ws_connect(c->loop, &wo, &cbs, k, &k->ws);
@@ -434,7 +415,7 @@ static void retry_cb(uv_timer_t *t) {
 }
 
 static void schedule_retry(cg_dingtalk_stream *c, const char *why) {
-  if (c->closing || c->state == CG_CONN_FAILED) return;
+  if (c->closing || c->k.state == CG_CONN_FAILED) return;
   if (uv_is_active((uv_handle_t *)&c->retry_timer)) return; /* one loop at a time */
   uint64_t lo = opt(c->o.backoff_min_ms, DEFAULT_BACKOFF_MIN_MS);
   uint64_t hi = opt(c->o.backoff_max_ms, DEFAULT_BACKOFF_MAX_MS);
@@ -445,7 +426,7 @@ static void schedule_retry(cg_dingtalk_stream *c, const char *why) {
   if (RAND_bytes((unsigned char *)&r, sizeof r) != 1) r = (uint32_t)uv_hrtime();
   wait += wait / 5 ? r % (wait / 5) : 0; /* jitter up to +20 % */
   c->attempts++;
-  set_state(c, CG_CONN_WAITING, "%s; attempt %d in %llu ms", why, c->attempts, (unsigned long long)wait);
+  cg__conn_set_state(&c->k, CG_CONN_WAITING, "%s; attempt %d in %llu ms", why, c->attempts, (unsigned long long)wait);
   uv_timer_start(&c->retry_timer, retry_cb, wait, 0);
 }
 
@@ -470,10 +451,10 @@ static void open_done(int rc, const cg__https_resp *resp, void *ud) {
     int final = resp->status == 401 || resp->status == 403 || strstr(resp->body, "invalidClientIdOrSecret") ||
                 strstr(resp->body, "InvalidAuthentication");
     if (final) {
-      set_state(c, CG_CONN_FAILED,
+      cg__conn_set_state(&c->k, CG_CONN_FAILED,
                 "DingTalk refused client %s: HTTP %d %.200s. Check the Client ID and Client Secret "
                 "(AppKey/AppSecret) and that Stream mode is enabled for the app",
-                c->client_id, resp->status, resp->body);
+                c->k.id, resp->status, resp->body);
       return;
     }
     cg_fmt(why, sizeof why, "open-connection answered HTTP %d %.200s", resp->status, resp->body);
@@ -488,7 +469,7 @@ static void open_done(int rc, const cg__https_resp *resp, void *ud) {
     return;
   }
   char *url = cg__dt_connect_url(endpoint, ticket);
-  cg__log(c->app, CG_LOG_INFO, LOG, "client %s: dialling %.300s (ticket not shown)", c->client_id, endpoint);
+  cg__log(c->app, CG_LOG_INFO, LOG, "client %s: dialling %.300s (ticket not shown)", c->k.id, endpoint);
   if (ticket) cg_cleanse(ticket, strlen(ticket));
   free(endpoint);
   free(ticket);
@@ -504,13 +485,13 @@ static void open_done(int rc, const cg__https_resp *resp, void *ud) {
 
 static void open_connection(cg_dingtalk_stream *c) {
   if (c->closing || c->opening) return;
-  if (c->state != CG_CONN_CONNECTED) set_state(c, CG_CONN_CONNECTING, "opening a connection at %s", c->base_url);
+  if (c->k.state != CG_CONN_CONNECTED) cg__conn_set_state(&c->k, CG_CONN_CONNECTING, "opening a connection at %s", c->k.base_url);
   cg_buf body;
   cg_buf_init(&body, 64 * 1024);
   char url[600];
-  cg_fmt(url, sizeof url, "%s/v1.0/gateway/connections/open", c->base_url);
+  cg_fmt(url, sizeof url, "%s/v1.0/gateway/connections/open", c->k.base_url);
   static const char *const headers[] = {"Content-Type: application/json", "Accept: application/json", NULL};
-  int rc = cg__dt_open_request(c->client_id, c->client_secret, "cardgate/" CG_VERSION_STRING,
+  int rc = cg__dt_open_request(c->k.id, c->k.secret, "cardgate/" CG_VERSION_STRING,
                                (const char *const *)c->topics, c->o.events, &body);
   if (rc == 0) {
     cg__https_req req = {.method = "POST", .url = url, .headers = headers, .body = body.data,
@@ -530,17 +511,8 @@ static void open_connection(cg_dingtalk_stream *c) {
 
 /* ---- life cycle -------------------------------------------------------------- */
 
-static char *dup_or(const char *a, const char *b) {
-  const char *s = !cg_str_empty(a) ? a : b;
-  return cg_str_empty(s) ? NULL : cg_strdup(s);
-}
-
 static void free_fields(cg_dingtalk_stream *c) {
-  if (c->client_secret) cg_cleanse(c->client_secret, strlen(c->client_secret));
-  free(c->client_secret);
-  free(c->client_id);
-  free(c->base_url);
-  free(c->ca_file);
+  cg__conn_common_clear(&c->k);
   for (size_t i = 0; c->topics[i]; i++) free(c->topics[i]);
   cg_buf_free(&c->out);
 }
@@ -561,26 +533,19 @@ cg_dingtalk_stream *cg_dingtalk_stream_new(cg_app *app, const cg_dingtalk_stream
   c->loop = cg__app_loop(app);
   c->o = *o;
   c->o.topics = NULL;
-  c->client_id = dup_or(o->client_id, cg__app_dingtalk_client_id(app));
-  c->client_secret = dup_or(o->client_secret, cg__app_dingtalk_client_secret(app));
-  if (!c->client_id || !c->client_secret) {
-    rc = CG_EINVAL;
-    cg_fmt(cg__app_error_buf(app), CG__APP_ERROR_CAP,
-           "DingTalk Stream mode needs the Client ID and Client Secret (--dingtalk-client-id/-secret)");
+  rc = cg__conn_common_init(&c->k, app, LOG, "client", o->client_id, cg__app_dingtalk_client_id(app),
+                            o->client_secret, cg__app_dingtalk_client_secret(app), o->base_url, DEFAULT_BASE,
+                            o->ca_file,
+                            "DingTalk Stream mode needs the Client ID and Client Secret "
+                            "(--dingtalk-client-id/-secret)");
+  if (rc) {
+    free(c);
+    c = NULL;
     goto fail;
   }
-  const char *base = o->base_url ? o->base_url : DEFAULT_BASE;
-  if (!cg_origin_ok(base)) {
-    rc = CG_ECONFIG;
-    cg_fmt(cg__app_error_buf(app), CG__APP_ERROR_CAP,
-           "the DingTalk base URL must be an origin: https://host, or http:// to a loopback host");
-    goto fail;
-  }
+  c->k.on_state = o->on_state;
+  c->k.on_state_ud = o->on_state_ud;
   rc = CG_ENOMEM;
-  if (!(c->base_url = cg_strdup(base))) goto fail;
-  size_t bl = strlen(c->base_url);
-  if (bl && c->base_url[bl - 1] == '/') c->base_url[bl - 1] = '\0';
-  if (o->ca_file && !(c->ca_file = cg_strdup(o->ca_file))) goto fail;
   size_t nt = 0;
   const char *always[] = {CG__DT_TOPIC_CARD, CG__DT_TOPIC_BOT};
   for (size_t i = 0; i < 2; i++)
@@ -600,13 +565,7 @@ cg_dingtalk_stream *cg_dingtalk_stream_new(cg_app *app, const cg_dingtalk_stream
   uv_timer_init(c->loop, &c->close_timer);
   c->retry_timer.data = c->close_timer.data = c;
   c->timers_open = 2;
-  c->state = CG_CONN_IDLE;
-  cg_strlcpy(c->detail, "not started", sizeof c->detail);
-  c->reg.transport = "dingtalk_stream";
-  c->reg.id = c->client_id;
-  c->reg.state = reg_state;
-  c->reg.self = c;
-  cg__app_conn_add(app, &c->reg);
+  cg__conn_common_register(&c->k, "dingtalk_stream", reg_state, c);
   if (err) *err = 0;
   return c;
 fail:
@@ -620,14 +579,14 @@ fail:
 
 int cg_dingtalk_stream_start(cg_dingtalk_stream *c) {
   if (!c) return CG_EINVAL;
-  if (c->state != CG_CONN_IDLE || c->closing) return CG_EALREADY;
+  if (c->k.state != CG_CONN_IDLE || c->closing) return CG_EALREADY;
   open_connection(c);
   return 0;
 }
 
 cg_conn_state cg_dingtalk_stream_state(const cg_dingtalk_stream *c, const char **detail) {
-  if (detail) *detail = c ? c->detail : "";
-  return c ? c->state : CG_CONN_CLOSED;
+  if (detail) *detail = c ? c->k.detail : "";
+  return c ? c->k.state : CG_CONN_CLOSED;
 }
 
 void cg_dingtalk_stream_stats(const cg_dingtalk_stream *c, cg_conn_stats *out) {
@@ -677,9 +636,9 @@ static void maybe_finish_close(cg_dingtalk_stream *c) {
   }
   if (c->closing == 3) return;
   c->closing = 3;
-  c->state = CG_CONN_CLOSED;
-  cg_strlcpy(c->detail, "closed", sizeof c->detail);
-  if (c->o.on_state) c->o.on_state(CG_CONN_CLOSED, c->detail, c->o.on_state_ud);
+  c->k.state = CG_CONN_CLOSED;
+  cg_strlcpy(c->k.detail, "closed", sizeof c->k.detail);
+  if (c->k.on_state) c->k.on_state(CG_CONN_CLOSED, c->k.detail, c->k.on_state_ud);
   uv_close((uv_handle_t *)&c->retry_timer, timer_closed);
   uv_close((uv_handle_t *)&c->close_timer, timer_closed);
 }
@@ -689,7 +648,7 @@ void cg_dingtalk_stream_close(cg_dingtalk_stream *c, void (*cb)(void *ud), void 
   c->closing = 1;
   c->close_cb = cb;
   c->close_ud = ud;
-  cg__app_conn_remove(c->app, &c->reg);
+  cg__conn_common_unregister(&c->k);
   uv_timer_stop(&c->retry_timer);
   if (c->npending > 0) uv_timer_start(&c->close_timer, close_wait_cb, CLOSE_WAIT_MS, 0);
   maybe_finish_close(c);

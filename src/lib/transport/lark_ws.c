@@ -48,10 +48,7 @@ typedef struct pending {
 struct cg_lark_ws {
   cg_app *app;
   uv_loop_t *loop;
-  char *base_url;
-  char *app_id;
-  char *app_secret;
-  char *ca_file;
+  cg__conn_common k; /* id = app id, secret = app secret, state, /healthz */
   cg_lark_ws_options o; /* copies of the numbers and callbacks */
   cg__https *https;
   cg__ws *ws;
@@ -60,8 +57,6 @@ struct cg_lark_ws {
   char device_id[96];
   cg__lark_ws_config cfg;
   cg__lark_frags *frags;
-  cg_conn_state state;
-  char detail[256];
   int attempts;      /* failed attempts since the last success */
   int bootstrapping; /* a bootstrap request is in flight */
   int closing;
@@ -72,7 +67,6 @@ struct cg_lark_ws {
   pending *pendings;
   size_t npending;
   cg_conn_stats stats;
-  cg__app_conn reg; /* /healthz */
   cg_buf out;
 };
 
@@ -82,21 +76,6 @@ static void bootstrap(cg_lark_ws *c);
 
 void cg_lark_ws_options_init(cg_lark_ws_options *o) {
   memset(o, 0, sizeof *o);
-}
-
-static void set_state(cg_lark_ws *c, cg_conn_state st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_state(cg_lark_ws *c, cg_conn_state st, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->detail, sizeof c->detail, fmt, ap);
-  va_end(ap);
-  c->state = st;
-  cg_log_level lvl = st == CG_CONN_FAILED ? CG_LOG_ERROR
-                     : st == CG_CONN_WAITING ? CG_LOG_WARN
-                                             : CG_LOG_INFO;
-  cg__log(c->app, lvl, LOG, "app %s: %s: %s", c->app_id, cg_conn_state_name(st), c->detail);
-  if (c->o.on_state) c->o.on_state(st, c->detail, c->o.on_state_ud);
 }
 
 static cg_conn_state reg_state(const void *self, const char **detail) {
@@ -116,7 +95,7 @@ static void watchdog_cb(uv_timer_t *t) {
   c->stats.watchdog_trips++;
   cg__log(c->app, CG_LOG_WARN, LOG,
           "app %s: nothing received for %u ms after a ping: the connection is dead (half-open); reconnecting",
-          c->app_id, (unsigned)(c->o.ping_timeout_ms ? c->o.ping_timeout_ms : DEFAULT_PING_TIMEOUT_MS));
+          c->k.id, (unsigned)(c->o.ping_timeout_ms ? c->o.ping_timeout_ms : DEFAULT_PING_TIMEOUT_MS));
   cg__ws_abort(c->ws); /* on_close follows and reconnects */
 }
 
@@ -134,7 +113,7 @@ static void send_ping(cg_lark_ws *c) {
 
 static void ping_cb(uv_timer_t *t) {
   cg_lark_ws *c = t->data;
-  if (!c->ws || c->state != CG_CONN_CONNECTED) return;
+  if (!c->ws || c->k.state != CG_CONN_CONNECTED) return;
   send_ping(c);
   cg__lark_frags_sweep(c->frags, uv_now(c->loop));
 }
@@ -165,7 +144,7 @@ static void pending_free(cg_lark_ws *c, pending *p) {
 static void ack_done(int status, const char *body, size_t len, void *ud) {
   pending *p = ud;
   cg_lark_ws *c = p->c;
-  if (c->ws && c->gen == p->gen && c->state == CG_CONN_CONNECTED) {
+  if (c->ws && c->gen == p->gen && c->k.state == CG_CONN_CONNECTED) {
     int64_t rt = (int64_t)(uv_now(c->loop) - p->start_ms);
     cg_buf_reset(&c->out);
     int rc = cg__lark_frame_ack(&p->frame, rt, status, body, body ? len : 0, &c->out);
@@ -174,12 +153,12 @@ static void ack_done(int status, const char *body, size_t len, void *ud) {
       c->stats.acks++;
     else
       cg__log(c->app, CG_LOG_WARN, LOG, "app %s: could not send an ACK (%s): Lark will redeliver the message",
-              c->app_id, cg_strerror(rc));
+              c->k.id, cg_strerror(rc));
   } else {
     cg__log(c->app, CG_LOG_WARN, LOG,
             "app %s: the connection a message came on is gone; its ACK is dropped (Lark redelivers it, and the "
             "redelivery is answered from the first answer)",
-            c->app_id);
+            c->k.id);
   }
   pending_free(c, p);
   if (c->closing) maybe_finish_close(c);
@@ -209,7 +188,7 @@ static void handle_payload(cg_lark_ws *c, cg__lark_frame *f, const uint8_t *payl
   p->frame.payload_len = 0;
   p->frame.has_payload = 0;
   if (!body || cg__app_handle_lark_plain(c->app, body, len, ack_done, p) != 0) {
-    cg__log(c->app, CG_LOG_ERROR, LOG, "app %s: out of memory handling a message; not ACKed", c->app_id);
+    cg__log(c->app, CG_LOG_ERROR, LOG, "app %s: out of memory handling a message; not ACKed", c->k.id);
     pending_free(c, p);
   }
   free(body);
@@ -230,7 +209,7 @@ static int header_u32(const cg__lark_frame *f, const char *key, uint32_t dflt, u
 static void on_data_frame(cg_lark_ws *c, cg__lark_frame *f) {
   const char *type = cg__lark_frame_header(f, "type");
   if (!type || (strcmp(type, "event") != 0 && strcmp(type, "card") != 0)) {
-    cg__log(c->app, CG_LOG_INFO, LOG, "app %s: data frame of type %s ignored", c->app_id,
+    cg__log(c->app, CG_LOG_INFO, LOG, "app %s: data frame of type %s ignored", c->k.id,
             type ? type : "(none)");
     cg__lark_frame_clear(f);
     return;
@@ -239,7 +218,7 @@ static void on_data_frame(cg_lark_ws *c, cg__lark_frame *f) {
   const char *mid = cg__lark_frame_header(f, "message_id");
   if (header_u32(f, "sum", 1, &sum) != 0 || header_u32(f, "seq", 0, &seq) != 0) {
     c->stats.malformed++;
-    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: data frame with a bad sum/seq header dropped", c->app_id);
+    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: data frame with a bad sum/seq header dropped", c->k.id);
     cg__lark_frame_clear(f);
     return;
   }
@@ -264,7 +243,7 @@ static void on_data_frame(cg_lark_ws *c, cg__lark_frame *f) {
                               uv_now(c->loop), &whole, &whole_len);
   if (rc < 0) {
     c->stats.malformed++;
-    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: fragment %u/%u of message %.64s dropped: %s", c->app_id,
+    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: fragment %u/%u of message %.64s dropped: %s", c->k.id,
             (unsigned)seq, (unsigned)sum, mid ? mid : "(no id)", cg_strerror(rc));
     cg__lark_frame_clear(f);
     return;
@@ -284,7 +263,7 @@ static void on_open(cg__ws *ws, void *ud) {
   (void)ws;
   c->attempts = 0;
   c->stats.connects++;
-  set_state(c, CG_CONN_CONNECTED, "connected (device %s, service %d)",
+  cg__conn_set_state(&c->k, CG_CONN_CONNECTED, "connected (device %s, service %d)",
             c->device_id[0] ? c->device_id : "?", (int)c->service_id);
   send_ping(c); /* at once, then every PingInterval */
   start_ping_timer(c);
@@ -300,7 +279,7 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, 
   int rc = cg__lark_frame_decode(data, len, &f, err, sizeof err);
   if (rc != 0) {
     c->stats.malformed++;
-    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: dropped a malformed frame (%zu bytes): %s", c->app_id, len,
+    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: dropped a malformed frame (%zu bytes): %s", c->k.id, len,
             rc == CG_ENOMEM ? "out of memory" : err);
     return;
   }
@@ -311,7 +290,7 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, 
       if (cg__lark_ws_config_apply(&c->cfg, (const char *)f.payload, f.payload_len) == 0) {
         if ((int64_t)ping_interval_ms(c) != old) start_ping_timer(c);
       } else {
-        cg__log(c->app, CG_LOG_INFO, LOG, "app %s: pong with a payload that is not a ClientConfig", c->app_id);
+        cg__log(c->app, CG_LOG_INFO, LOG, "app %s: pong with a payload that is not a ClientConfig", c->k.id);
       }
     }
     cg__lark_frame_clear(&f);
@@ -319,7 +298,7 @@ static void on_message(cg__ws *ws, int binary, const uint8_t *data, size_t len, 
   }
   if (f.method != CG__LARK_METHOD_DATA) {
     c->stats.malformed++;
-    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: frame with unknown method %d dropped", c->app_id, (int)f.method);
+    cg__log(c->app, CG_LOG_WARN, LOG, "app %s: frame with unknown method %d dropped", c->k.id, (int)f.method);
     cg__lark_frame_clear(&f);
     return;
   }
@@ -345,7 +324,7 @@ static void on_close(cg__ws *ws, int rc, const cg__ws_close_info *info, void *ud
   if (rc == CG_EAUTH && info->http_status) {
     if (cg__lark_ws_refusal_is_final(info->http_status, info->handshake_status,
                                      info->handshake_autherrcode)) {
-      set_state(c, CG_CONN_FAILED,
+      cg__conn_set_state(&c->k, CG_CONN_FAILED,
                 "the gateway refused the connection for good: HTTP %d, Handshake-Status %s, "
                 "Handshake-Autherrcode %s (%s). %s",
                 info->http_status, info->handshake_status[0] ? info->handshake_status : "-",
@@ -372,7 +351,7 @@ static void dial(cg_lark_ws *c, const char *url) {
   cg__ws_client_options wo;
   memset(&wo, 0, sizeof wo);
   wo.url = url;
-  wo.ca_file = c->ca_file;
+  wo.ca_file = c->k.ca_file;
   /* Read up to twice the codec's limit, so a frame over it reaches the
    * decoder, which refuses it: logged and dropped, the connection kept. */
   wo.max_message = 2u * CG__LARK_FRAME_MAX;
@@ -393,7 +372,7 @@ static void schedule_retry(cg_lark_ws *c, const char *why) {
   if (c->closing) return;
   c->attempts++;
   if (c->cfg.reconnect_count >= 0 && c->attempts > c->cfg.reconnect_count) {
-    set_state(c, CG_CONN_FAILED, "%s; gave up after %d attempts (ReconnectCount %lld)", why, c->attempts,
+    cg__conn_set_state(&c->k, CG_CONN_FAILED, "%s; gave up after %d attempts (ReconnectCount %lld)", why, c->attempts,
               (long long)c->cfg.reconnect_count);
     return;
   }
@@ -409,7 +388,7 @@ static void schedule_retry(cg_lark_ws *c, const char *why) {
     wait = c->o.reconnect_interval_ms ? c->o.reconnect_interval_ms
                                       : (uint64_t)c->cfg.reconnect_interval * 1000u;
   }
-  set_state(c, CG_CONN_WAITING, "%s; attempt %d in %llu ms", why, c->attempts, (unsigned long long)wait);
+  cg__conn_set_state(&c->k, CG_CONN_WAITING, "%s; attempt %d in %llu ms", why, c->attempts, (unsigned long long)wait);
   uv_timer_start(&c->retry_timer, retry_cb, wait, 0);
 }
 
@@ -441,10 +420,10 @@ static void bootstrap_done(int rc, const cg__https_resp *resp, void *ud) {
   }
   if (ep.code != 0) {
     if (cg__lark_ws_code_is_final(ep.code)) {
-      set_state(c, CG_CONN_FAILED,
+      cg__conn_set_state(&c->k, CG_CONN_FAILED,
                 "the endpoint refused app %s: code %lld (%s). Check the app id and secret, and that the app is "
                 "a self-built app with the long connection enabled",
-                c->app_id, (long long)ep.code, ep.msg);
+                c->k.id, (long long)ep.code, ep.msg);
     } else {
       cg_fmt(why, sizeof why, "the endpoint is busy: code %lld (%s)", (long long)ep.code, ep.msg);
       schedule_retry(c, why);
@@ -459,21 +438,21 @@ static void bootstrap_done(int rc, const cg__https_resp *resp, void *ud) {
   cg_strlcpy(c->device_id, ep.device_id ? ep.device_id : "", sizeof c->device_id);
   char shown[512];
   cg__lark_ws_url_redact(ep.url, shown, sizeof shown);
-  cg__log(c->app, CG_LOG_INFO, LOG, "app %s: dialling %s", c->app_id, shown);
+  cg__log(c->app, CG_LOG_INFO, LOG, "app %s: dialling %s", c->k.id, shown);
   dial(c, ep.url);
   cg__lark_ws_endpoint_clear(&ep);
 }
 
 static void bootstrap(cg_lark_ws *c) {
   if (c->closing || c->bootstrapping) return;
-  if (c->state != CG_CONN_CONNECTING) set_state(c, CG_CONN_CONNECTING, "asking %s for an endpoint", c->base_url);
+  if (c->k.state != CG_CONN_CONNECTING) cg__conn_set_state(&c->k, CG_CONN_CONNECTING, "asking %s for an endpoint", c->k.base_url);
   cg_buf body;
   cg_buf_init(&body, 64 * 1024);
   char url[600];
-  cg_fmt(url, sizeof url, "%s/callback/ws/endpoint", c->base_url);
+  cg_fmt(url, sizeof url, "%s/callback/ws/endpoint", c->k.base_url);
   static const char *const headers[] = {"Content-Type: application/json", "locale: zh",
                                         "User-Agent: cardgate/" CG_VERSION_STRING, NULL};
-  int rc = cg__lark_ws_endpoint_request(c->app_id, c->app_secret, &body);
+  int rc = cg__lark_ws_endpoint_request(c->k.id, c->k.secret, &body);
   if (rc == 0) {
     cg__https_req req = {.method = "POST", .url = url, .headers = headers, .body = body.data,
                          .body_len = body.len, .timeout_ms = BOOTSTRAP_TIMEOUT_MS};
@@ -492,11 +471,6 @@ static void bootstrap(cg_lark_ws *c) {
 
 /* ---- life cycle -------------------------------------------------------------- */
 
-static char *dup_or(const char *a, const char *b) {
-  const char *s = !cg_str_empty(a) ? a : b;
-  return cg_str_empty(s) ? NULL : cg_strdup(s);
-}
-
 cg_lark_ws *cg_lark_ws_new(cg_app *app, const cg_lark_ws_options *o, int *err) {
   int rc = CG_EINVAL;
   cg_lark_ws_options dflt;
@@ -512,26 +486,17 @@ cg_lark_ws *cg_lark_ws_new(cg_app *app, const cg_lark_ws_options *o, int *err) {
   c->app = app;
   c->loop = cg__app_loop(app);
   c->o = *o;
-  c->app_id = dup_or(o->app_id, cg__app_lark_app_id(app));
-  c->app_secret = dup_or(o->app_secret, cg__app_lark_app_secret(app));
-  if (!c->app_id || !c->app_secret) {
-    rc = CG_EINVAL;
-    cg_fmt(cg__app_error_buf(app), CG__APP_ERROR_CAP,
-           "the Lark long connection needs the app id and app secret (--app-id/--app-secret)");
+  rc = cg__conn_common_init(&c->k, app, LOG, "app", o->app_id, cg__app_lark_app_id(app), o->app_secret,
+                            cg__app_lark_app_secret(app), o->base_url, DEFAULT_BASE, o->ca_file,
+                            "the Lark long connection needs the app id and app secret (--app-id/--app-secret)");
+  if (rc) {
+    free(c);
+    c = NULL;
     goto fail;
   }
-  const char *base = o->base_url ? o->base_url : DEFAULT_BASE;
-  if (!cg_origin_ok(base)) {
-    rc = CG_ECONFIG;
-    cg_fmt(cg__app_error_buf(app), CG__APP_ERROR_CAP,
-           "the Lark base URL must be an origin: https://host, or http:// to a loopback host");
-    goto fail;
-  }
+  c->k.on_state = o->on_state;
+  c->k.on_state_ud = o->on_state_ud;
   rc = CG_ENOMEM;
-  if (!(c->base_url = cg_strdup(base))) goto fail;
-  size_t bl = strlen(c->base_url);
-  if (bl && c->base_url[bl - 1] == '/') c->base_url[bl - 1] = '\0';
-  if (o->ca_file && !(c->ca_file = cg_strdup(o->ca_file))) goto fail;
   cg__lark_ws_config_defaults(&c->cfg);
   c->frags = cg__lark_frags_new(o->max_pending_bytes ? o->max_pending_bytes : DEFAULT_PENDING_BYTES,
                                 o->fragment_ttl_ms ? o->fragment_ttl_ms : DEFAULT_FRAGMENT_TTL_MS);
@@ -545,23 +510,13 @@ cg_lark_ws *cg_lark_ws_new(cg_app *app, const cg_lark_ws_options *o, int *err) {
     timers[i]->data = c;
     c->timers_open++;
   }
-  c->state = CG_CONN_IDLE;
-  cg_strlcpy(c->detail, "not started", sizeof c->detail);
-  c->reg.transport = "lark_ws";
-  c->reg.id = c->app_id;
-  c->reg.state = reg_state;
-  c->reg.self = c;
-  cg__app_conn_add(app, &c->reg);
+  cg__conn_common_register(&c->k, "lark_ws", reg_state, c);
   if (err) *err = 0;
   return c;
 fail:
   if (c) {
     cg__lark_frags_free(c->frags);
-    if (c->app_secret) cg_cleanse(c->app_secret, strlen(c->app_secret));
-    free(c->app_secret);
-    free(c->app_id);
-    free(c->base_url);
-    free(c->ca_file);
+    cg__conn_common_clear(&c->k);
     free(c);
   }
   if (err) *err = rc;
@@ -570,15 +525,15 @@ fail:
 
 int cg_lark_ws_start(cg_lark_ws *c) {
   if (!c) return CG_EINVAL;
-  if (c->state != CG_CONN_IDLE || c->closing) return CG_EALREADY;
-  set_state(c, CG_CONN_CONNECTING, "asking %s for an endpoint", c->base_url);
+  if (c->k.state != CG_CONN_IDLE || c->closing) return CG_EALREADY;
+  cg__conn_set_state(&c->k, CG_CONN_CONNECTING, "asking %s for an endpoint", c->k.base_url);
   bootstrap(c);
   return 0;
 }
 
 cg_conn_state cg_lark_ws_state(const cg_lark_ws *c, const char **detail) {
-  if (detail) *detail = c ? c->detail : "";
-  return c ? c->state : CG_CONN_CLOSED;
+  if (detail) *detail = c ? c->k.detail : "";
+  return c ? c->k.state : CG_CONN_CLOSED;
 }
 
 void cg_lark_ws_stats(const cg_lark_ws *c, cg_conn_stats *out) {
@@ -592,11 +547,7 @@ static void timer_closed(uv_handle_t *h) {
   void *ud = c->close_ud;
   cg__lark_frags_free(c->frags);
   cg_buf_free(&c->out);
-  if (c->app_secret) cg_cleanse(c->app_secret, strlen(c->app_secret));
-  free(c->app_secret);
-  free(c->app_id);
-  free(c->base_url);
-  free(c->ca_file);
+  cg__conn_common_clear(&c->k);
   free(c);
   if (cb) cb(ud);
 }
@@ -619,7 +570,7 @@ static void close_wait_cb(uv_timer_t *t) {
 static void maybe_finish_close(cg_lark_ws *c) {
   if (!c->closing) return;
   if (c->ws) {
-    if (c->state != CG_CONN_CONNECTED)
+    if (c->k.state != CG_CONN_CONNECTED)
       cg__ws_abort(c->ws); /* still dialling: nothing to say goodbye to */
     else if (c->npending == 0)
       cg__ws_close(c->ws, 1000, "client stopping");
@@ -635,10 +586,10 @@ static void maybe_finish_close(cg_lark_ws *c) {
   }
   if (c->closing == 3) return;
   c->closing = 3;
-  if (c->state != CG_CONN_CLOSED) {
-    c->state = CG_CONN_CLOSED;
-    cg_strlcpy(c->detail, "closed", sizeof c->detail);
-    if (c->o.on_state) c->o.on_state(CG_CONN_CLOSED, c->detail, c->o.on_state_ud);
+  if (c->k.state != CG_CONN_CLOSED) {
+    c->k.state = CG_CONN_CLOSED;
+    cg_strlcpy(c->k.detail, "closed", sizeof c->k.detail);
+    if (c->k.on_state) c->k.on_state(CG_CONN_CLOSED, c->k.detail, c->k.on_state_ud);
   }
   uv_timer_t *timers[] = {&c->ping_timer, &c->watchdog_timer, &c->retry_timer, &c->close_timer};
   for (size_t i = 0; i < CG_ARRAY_SIZE(timers); i++) uv_close((uv_handle_t *)timers[i], timer_closed);
@@ -649,7 +600,7 @@ void cg_lark_ws_close(cg_lark_ws *c, void (*cb)(void *ud), void *ud) {
   c->closing = 1;
   c->close_cb = cb;
   c->close_ud = ud;
-  cg__app_conn_remove(c->app, &c->reg);
+  cg__conn_common_unregister(&c->k);
   uv_timer_stop(&c->retry_timer);
   uv_timer_stop(&c->ping_timer);
   uv_timer_stop(&c->watchdog_timer);
