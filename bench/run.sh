@@ -3,7 +3,8 @@
 # on this machine: server pinned to core 0, wrk (1 thread, 64 keep-alive
 # connections) pinned to core 1. Then the outbox's delivery rate to
 # `cardgate emulate`, and the cost of the deadline machinery
-# (bench/bench_deadline.c). Writes docs/benchmarks.md.
+# (bench/bench_deadline.c), and the long connections (bench/run_stream.sh).
+# Writes docs/benchmarks.md.
 # Usage: bench/run.sh [seconds per run, default 10]
 # CG_BENCH_OUTBOX_N: outbox entries to deliver (default 20000).
 set -euo pipefail
@@ -177,6 +178,9 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(get "$1" rps)" "
         "$(awk -v v="$(get "$1" p99_us)" 'BEGIN{printf "%.2f", v/1000}')" "$(get "$1" cpu_us_per_req)" \
         "$(awk -v v="$(get "$1" peak_rss_kb)" 'BEGIN{printf "%.1f", v/1024}')" "$(get "$1" non2xx_status)"; }
 
+echo "== long connections (bench/run_stream.sh)" >&2
+bench/run_stream.sh "$DUR" >/dev/null
+
 {
   echo "# Benchmarks"
   echo
@@ -253,5 +257,7 @@ row() { printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(get "$1" rps)" "
   echo "  With 64 connections each waiting $DEADLINE_MS ms for the keep answer, the late route is bounded by 64 / ${DEADLINE_MS} ms ≈ $((64 * 1000 / DEADLINE_MS)) req/s (latency-bound, the server is not saturated:"
   echo "  see server CPU %); with 256 connections (bound ≈ $((256 * 1000 / DEADLINE_MS)) req/s): **$(ratio deadline_late_c256 deadline_inline)×** inline."
   echo "- Outbox column: entries created / sum of their revisions (each late card merged into the card's pending entry bumps it) / entries delivered by the time the server stopped."
+  echo
+  cat "$OUT/stream.md"
 } > docs/benchmarks.md
 cat docs/benchmarks.md
