@@ -59,7 +59,8 @@ typedef struct cg_app_options {
   uint32_t outbox_max_attempts;
 
   /* Answer by itself after this many ms when the handler has not (default
-   * 2500; the platforms give 3 s). */
+   * 2500; Lark gives 3 s). DingTalk card callbacks get at most 1700 ms
+   * whatever this says: DingTalk waits 2 s (dingtalk.md §2.7). */
   uint32_t deadline_ms;
 
   /* Reject requests whose X-Lark-Request-Timestamp is further than this many
@@ -95,7 +96,9 @@ CG_EXTERN cg_app *cg_app_new(uv_loop_t *loop, const cg_app_options *o,
                              int *err);
 
 /* Frees the app. Accepts NULL. Handlers still running keep their responders
- * valid (their replies are then dropped); no callback runs after this. */
+ * valid (their replies are then dropped); no callback runs after this.
+ * Close every long-connection client first and run the loop until their
+ * close callbacks have run (stream.h); a client left is a bug (asserted). */
 CG_EXTERN void cg_app_free(cg_app *app);
 
 /* A handler receives the action and a responder. It must call cg_respond()

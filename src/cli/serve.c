@@ -577,6 +577,16 @@ int cg_cli_serve(int argc, char **argv) {
     goto out_early;
   }
 
+  const char *bad_origin = c.lark_base_url && !cg_origin_ok(c.lark_base_url)  ? "--lark-base-url"
+                           : c.dt_base_url && !cg_origin_ok(c.dt_base_url) ? "--dingtalk-base-url"
+                                                                             : NULL;
+  if (bad_origin) {
+    rc = cg_cli_usage_error("serve",
+                            "%s must be an origin: https://host[:port], or http:// to a loopback host "
+                            "(127.0.0.1, [::1], localhost) for the emulator; secrets never cross a network in clear",
+                            bad_origin);
+    goto out_early;
+  }
   cg_cli_log sink = {c.log_json};
   char err[512];
   int e = 0;
@@ -652,6 +662,15 @@ int cg_cli_serve(int argc, char **argv) {
     rc = 1;
     goto out_app;
   }
+  /* The handles begin_stop closes exist before anything can stop. */
+  uv_signal_init(&loop, &st.sigint);
+  uv_signal_init(&loop, &st.sigterm);
+  uv_timer_init(&loop, &st.drain);
+  uv_unref((uv_handle_t *)&st.drain);
+  /* Every request is answered within the deadline; the store commits its
+   * last batch right after. */
+  st.drain_ms = (uint64_t)(c.deadline_ms ? c.deadline_ms : 2500) + 5000;
+  st.sigint.data = st.sigterm.data = &st;
   if (start_long_connections(&st, &c) != 0) {
     st.failed = 1;
     begin_stop(&st);
@@ -674,14 +693,6 @@ int cg_cli_serve(int argc, char **argv) {
          cg_cli_argv0, c.host, port, card_path);
   fflush(stdout);
 
-  uv_signal_init(&loop, &st.sigint);
-  uv_signal_init(&loop, &st.sigterm);
-  uv_timer_init(&loop, &st.drain);
-  uv_unref((uv_handle_t *)&st.drain);
-  /* Every request is answered within the deadline; the store commits its
-   * last batch right after. */
-  st.drain_ms = (uint64_t)(c.deadline_ms ? c.deadline_ms : 2500) + 5000;
-  st.sigint.data = st.sigterm.data = &st;
   uv_signal_start(&st.sigint, on_signal, SIGINT);
   uv_signal_start(&st.sigterm, on_signal, SIGTERM);
   signal(SIGPIPE, SIG_IGN);

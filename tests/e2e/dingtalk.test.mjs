@@ -103,6 +103,20 @@ describe('a chat message to the bot → the approval card → clicks', () => {
     });
   }
 
+  test('the same chat message delivered again under a new frame messageId → still one card', async () => {
+    const msg = { kind: 'message', conversationType: '2', conversationId: 'cid_e2e_twice', msgId: 'msg_e2e_twice', text: 'x' };
+    const r1 = await t.push(msg);
+    assert.equal(r1.body.ack?.frame?.code, 200, text(r1.body));
+    await waitFor('the card', () => cardIn('IM_GROUP.cid_e2e_twice'), { ms: 10000, detail: () => t.serve.stderr() });
+    const r2 = await t.push(msg); // a new frame (the emulator gives every push its own messageId)
+    assert.notEqual(r2.body.messageId, r1.body.messageId);
+    assert.equal(r2.body.ack?.frame?.code, 200, text(r2.body));
+    await waitFor('the second createAndDeliver refused as a repeat', () => t.serve.stderr().includes('already sent for this message'),
+      { ms: 10000, detail: () => t.serve.stderr() });
+    const cards = Object.values((await t.dt()).cards).filter((c) => c.spaces.includes('IM_GROUP.cid_e2e_twice'));
+    assert.equal(cards.length, 1, 'one card for one message');
+  });
+
   test('accept click → the ACK sets status 已同意 (applied to the card); a later reject changes nothing', async () => {
     assert.ok(groupCard, 'needs the group card');
     const r = await t.push({ kind: 'card', outTrackId: groupCard, params: { action: 'accept' }, userId: 'staff_boss' });

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "cardgate.h"
+#include "lib/codec/dingtalk_stream.h"
+#include "lib/core/app_int.h"
 
 typedef struct answer {
   int calls;
@@ -234,6 +236,50 @@ static void test_dedupe_in_store(void **state) {
   dedupe_store_case(0);
 }
 
+/* DingTalk's card platform waits 2 s (dingtalk.md §2.7): whatever the
+ * app's deadline, a DingTalk card callback is answered "keep" before it. */
+static void h_keep_responder(const cg_action *a, cg_responder *r, void *ud) {
+  (void)a;
+  *(cg_responder **)ud = r; /* answered late, below */
+}
+
+static void test_dingtalk_deadline_capped(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cg_app_options o;
+  cg_app_options_init(&o);
+  o.deadline_ms = 2800; /* fine for Lark, too late for DingTalk */
+  int e = 0;
+  cg_app *app = cg_app_new(&loop, &o, &e);
+  assert_non_null(app);
+  cg_responder *held = NULL;
+  cg_app_route(app, NULL, h_keep_responder, &held);
+  static const char frame[] =
+      "{\"specVersion\":\"1.0\",\"type\":\"CALLBACK\",\"headers\":{\"topic\":"
+      "\"/v1.0/card/instances/callback\",\"messageId\":\"m1\",\"contentType\":\"application/json\"},"
+      "\"data\":\"{\\\"outTrackId\\\":\\\"t1\\\",\\\"userId\\\":\\\"u\\\",\\\"content\\\":"
+      "\\\"{\\\\\\\"cardPrivateData\\\\\\\":{\\\\\\\"params\\\\\\\":{}}}\\\"}\"}";
+  cg__dt_frame f;
+  char err[200];
+  assert_int_equal(cg__dt_frame_decode(frame, strlen(frame), &f, err, sizeof err), 0);
+  cg__action_rec *a = NULL;
+  if (cg__dt_decode_action(&f, 0, &a, err, sizeof err) != 0) fail_msg("%s", err);
+  cg__dt_frame_clear(&f);
+  answer ans = {0};
+  uint64_t t0 = uv_hrtime();
+  assert_int_equal(cg__app_dispatch(app, a, on_done, &ans), 0);
+  while (ans.calls == 0) uv_run(&loop, UV_RUN_ONCE);
+  uint64_t ms = (uv_hrtime() - t0) / 1000000u;
+  assert_true(ms >= CG__DINGTALK_DEADLINE_MS - 50 && ms < 2000);
+  assert_string_equal(ans.body, "{\"response\":{}}");
+  assert_non_null(held);
+  assert_int_equal(cg_respond(held, NULL), CG_ETIMEDOUT);
+  cg_app_free(app);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 static void test_challenge_and_rejections(void **state) {
   fixture *f = *state;
   answer a = {0};
@@ -287,6 +333,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
       cmocka_unit_test_setup_teardown(test_duplicates, setup, teardown),
       cmocka_unit_test(test_dedupe_in_store),
+      cmocka_unit_test(test_dingtalk_deadline_capped),
       cmocka_unit_test_setup_teardown(test_challenge_and_rejections, setup, teardown),
       cmocka_unit_test_setup_teardown(test_route_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_free_with_pending, setup, teardown),

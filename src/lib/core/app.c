@@ -68,6 +68,7 @@ struct cg_app {
   struct cg_followup *followups; /* live follow-ups, detached by cg_app_free */
   cg__upstreams *upstreams;  /* sidecar routes and their HTTP client, or NULL */
   cg__app_conn *conns;       /* long connections feeding this app (/healthz) */
+  unsigned nclients;         /* long-connection clients not yet freed */
   char last_error[512];
 };
 
@@ -80,6 +81,7 @@ struct cg_responder {
   void *done_ud;
   uv_timer_t timer;
   uint64_t start_ms;    /* loop time at dispatch */
+  uint32_t deadline_ms; /* the app's, capped for the platform (responder_new) */
   unsigned timer_init : 1;
   unsigned answered : 1;  /* the transport has its answer */
   unsigned responded : 1; /* the handler called cg_respond */
@@ -135,6 +137,13 @@ void cg__app_log_cfg(const cg_app *app, cg_log_fn *fn, void **ud, cg_log_level *
   *level = app->log_level;
 }
 uint32_t cg__app_deadline_ms(const cg_app *app) { return app->deadline_ms; }
+uint32_t cg__deadline_for(const cg_app *app, const cg_action *a) {
+  /* DingTalk's card platform waits 2 s for a callback's answer, not 3 s
+   * (dingtalk.md §2.7): keep a margin below it whatever the app says. */
+  if (a->platform == CG_PLATFORM_DINGTALK && app->deadline_ms > CG__DINGTALK_DEADLINE_MS)
+    return CG__DINGTALK_DEADLINE_MS;
+  return app->deadline_ms;
+}
 const char *cg_app_last_error(const cg_app *app) { return app->last_error; }
 cg__upstreams **cg__app_upstreams(cg_app *app) { return &app->upstreams; }
 char *cg__app_error_buf(cg_app *app) { return app->last_error; }
@@ -377,6 +386,10 @@ static void responder_maybe_free(struct cg_responder *r);
 
 void cg_app_free(cg_app *app) {
   if (!app) return;
+  /* A client still closing would wait forever for ACKs whose responders
+   * are detached below, then log through a freed app: close the clients
+   * and run the loop until their close callbacks first (stream.h). */
+  cg_assert(app->nclients == 0);
   /* Detach responders still waiting on a handler: their replies are dropped
    * and no callback into the transport runs any more. */
   for (struct cg_responder *r = app->live, *next; r; r = next) {
@@ -575,7 +588,7 @@ static void deadline_fired(uv_timer_t *t) {
           "handler did not answer %s %s within %u ms: answered \"keep the card\"; its late result will be %s",
           cg_kind_name(r->action->pub.kind),
           r->action->pub.message_id ? r->action->pub.message_id : "(no message id)",
-          r->app->deadline_ms, r->app->outbox ? "delivered through the outbox if it carries a card" : "dropped");
+          r->deadline_ms, r->app->outbox ? "delivered through the outbox if it carries a card" : "dropped");
   answer_keep(r);
 }
 
@@ -745,7 +758,7 @@ void cg_followup_free(cg_followup *f) {
 uint64_t cg_responder_remaining_ms(const cg_responder *r) {
   if (!r->app || r->answered) return 0;
   uint64_t el = uv_now(r->app->loop) - r->start_ms;
-  return el >= r->app->deadline_ms ? 0 : r->app->deadline_ms - el;
+  return el >= r->deadline_ms ? 0 : r->deadline_ms - el;
 }
 
 /* --------------------------------------------------------------- dispatch */
@@ -773,7 +786,7 @@ static void dispatch(struct cg_responder *r) {
 static void arm_deadline(struct cg_responder *r) {
   cg_app *app = r->app;
   uint64_t el = uv_now(app->loop) - r->start_ms;
-  uint64_t left = el >= app->deadline_ms ? 0 : app->deadline_ms - el;
+  uint64_t left = el >= r->deadline_ms ? 0 : r->deadline_ms - el;
   uv_timer_init(app->loop, &r->timer);
   r->timer_init = 1;
   uv_timer_start(&r->timer, deadline_fired, left, 0);
@@ -800,6 +813,7 @@ static struct cg_responder *responder_new(cg_app *app, cg__action_rec *action,
   r->done = done;
   r->done_ud = ud;
   r->start_ms = uv_now(app->loop); /* the deadline counts from arrival */
+  r->deadline_ms = cg__deadline_for(app, &action->pub);
   atomic_init(&r->expired, 0);
   r->next = app->live;
   if (app->live) app->live->prev = r;
@@ -911,6 +925,11 @@ int cg__app_handle_lark_plain(cg_app *app, const char *body, size_t len,
   cg__lark_msg_clear(&m);
   a->pub.transport = CG_TRANSPORT_LARK_WS;
   return cg__app_dispatch(app, a, done, ud);
+}
+
+void cg__app_client_ref(cg_app *app, int delta) {
+  cg_assert(delta > 0 || app->nclients > 0);
+  app->nclients = (unsigned)((int)app->nclients + delta);
 }
 
 void cg__app_conn_add(cg_app *app, cg__app_conn *n) {

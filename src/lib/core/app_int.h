@@ -13,6 +13,11 @@ void cg__log(const cg_app *app, cg_log_level level, const char *component,
 uv_loop_t *cg__app_loop(const cg_app *app);
 cg_store *cg__app_store(const cg_app *app);
 uint32_t cg__app_deadline_ms(const cg_app *app);
+/* DingTalk card callbacks get 2 s (dingtalk.md §2.7): their deadline is at
+ * most this. */
+#define CG__DINGTALK_DEADLINE_MS 1700u
+/* The deadline of an action: the app's, capped for its platform. */
+uint32_t cg__deadline_for(const cg_app *app, const cg_action *a);
 
 struct cg_responder;
 /* Duplicate suppression for schema-2.0 events, then run (app.c). */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "../../common/common.h"
@@ -70,6 +71,12 @@ static void delivered(const cg__dt_api_result *res, void *ud) {
     send_job_free(j);
     return;
   }
+  if (res->cls == CG__API_PERMANENT && strcmp(res->code, "param.cardAlreadyExist") == 0) {
+    cg__log(j->app, CG_LOG_INFO, LOG, "card %s was already sent for this message (a redelivery): not sent again",
+            j->rec.message_id);
+    send_job_free(j);
+    return;
+  }
   if (res->cls != CG__API_OK) {
     int again = !j->retried && (res->cls == CG__API_RETRYABLE || res->cls == CG__API_RATE_LIMITED);
     cg__log(j->app, again ? CG_LOG_WARN : CG_LOG_ERROR, LOG,
@@ -123,13 +130,21 @@ static void on_message(const cg_action *a, cg_responder *r, void *ud) {
   /* Answer the message first: the platform wants its ACK now. */
   send_job *j = calloc(1, sizeof *j);
   if (j) {
-    unsigned char rnd[12];
-    char id[3 + 2 * sizeof rnd + 1] = "cg_";
-    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    /* The card's outTrackId comes from the message's msgId: a redelivery
+     * of the same message (even under a new frame messageId, dingtalk.md
+     * §2.7) asks for the same card again, which DingTalk refuses
+     * (param.cardAlreadyExist) instead of showing it twice. */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    int ok = a->message_id
+                 ? EVP_Digest(a->message_id, strlen(a->message_id), md, &mdlen, EVP_sha256(), NULL) == 1
+                 : RAND_bytes(md, 12) == 1;
+    if (!ok) {
       free(j);
       j = NULL;
     } else {
-      for (size_t i = 0; i < sizeof rnd; i++) snprintf(id + 3 + 2 * i, 3, "%02x", rnd[i]);
+      char id[3 + 2 * 12 + 1] = "cg_";
+      for (size_t i = 0; i < 12; i++) snprintf(id + 3 + 2 * i, 3, "%02x", md[i]);
       j->rec.message_id = cg_strdup(id);
       j->rec.platform = cg_strdup("dingtalk");
       j->rec.workflow = cg_strdup(snd->workflow);

@@ -546,7 +546,7 @@ static void upstream_handler(const cg_action *a, cg_responder *r, void *ud) {
   cg_app *app = u->app;
   /* The wall-clock moment Lark stops waiting: from the arrival, not from
    * the loop's cached clock (which lags under load). */
-  char *body = cg__upstream_request_json(a, a->received_at_ms + (int64_t)cg__app_deadline_ms(app));
+  char *body = cg__upstream_request_json(a, a->received_at_ms + (int64_t)cg__deadline_for(app, a));
   uint64_t left = cg_responder_remaining_ms(r);
   up_call *c = body ? malloc(sizeof(*c)) : NULL;
   int rc = CG_ENOMEM;

@@ -1006,12 +1006,15 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   peer_name(ws);
-  int rc = uv_read_start((uv_stream_t *)&ws->tcp, on_alloc, on_read);
-  if (rc) {
-    ws_end(ws, rc, "read failed: %s", cg_strerror(rc));
-    return;
+  int rc = 0;
+  if (!ws->paused) { /* cg__ws_pause before the connect: stay silent */
+    rc = uv_read_start((uv_stream_t *)&ws->tcp, on_alloc, on_read);
+    if (rc) {
+      ws_end(ws, rc, "read failed: %s", cg_strerror(rc));
+      return;
+    }
+    ws->reading = 1;
   }
-  ws->reading = 1;
   if (ws->tls) {
     rc = tls_start(ws);
     if (rc) ws_end(ws, rc, "TLS setup failed");

@@ -42,6 +42,8 @@ int cg__conn_common_init(cg__conn_common *k, cg_app *app, const char *component,
   if (ca_file && !(k->ca_file = cg_strdup(ca_file))) goto fail;
   k->state = CG_CONN_IDLE;
   cg_strlcpy(k->detail, "not started", sizeof k->detail);
+  cg__app_client_ref(app, 1);
+  k->counted = 1;
   return 0;
 fail:
   cg__conn_common_clear(k);
@@ -76,6 +78,8 @@ void cg__conn_common_unregister(cg__conn_common *k) {
 
 void cg__conn_common_clear(cg__conn_common *k) {
   cg__conn_common_unregister(k);
+  if (k->counted) cg__app_client_ref(k->app, -1);
+  k->counted = 0;
   if (k->secret) cg_cleanse(k->secret, strlen(k->secret));
   free(k->secret);
   free(k->id);

@@ -13,6 +13,9 @@ typedef struct cg__app_conn {
   struct cg__app_conn *prev, *next; /* the app's list */
 } cg__app_conn;
 
+/* Counts a client (+1 when made, -1 when freed): cg_app_free asserts none
+ * is left. */
+void cg__app_client_ref(cg_app *app, int delta);
 /* Adds / removes a registration (the client owns the node). */
 void cg__app_conn_add(cg_app *app, cg__app_conn *n);
 void cg__app_conn_remove(cg_app *app, cg__app_conn *n);
@@ -36,6 +39,7 @@ typedef struct cg__conn_common {
   cg_conn_state_fn on_state;
   void *on_state_ud;
   cg__app_conn reg;
+  int counted; /* cg__app_client_ref(+1) done */
 } cg__conn_common;
 
 /* Fills k: id/secret from the options, else the app's (id_dflt,
