@@ -1006,6 +1006,9 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   peer_name(ws);
+  /* Small frames (ACKs, pings) go out at once, not after Nagle's wait
+   * for the peer's TCP acknowledgement. */
+  uv_tcp_nodelay(&ws->tcp, 1);
   int rc = 0;
   if (!ws->paused) { /* cg__ws_pause before the connect: stay silent */
     rc = uv_read_start((uv_stream_t *)&ws->tcp, on_alloc, on_read);
@@ -1573,6 +1576,7 @@ static void on_connection(uv_stream_t *l, int status) {
   ws->counted_live = 1;
   ws->state = ST_HANDSHAKE;
   int rc = uv_accept(l, (uv_stream_t *)&ws->tcp);
+  if (!rc) uv_tcp_nodelay(&ws->tcp, 1); /* as the client */
   if (!rc) rc = uv_read_start((uv_stream_t *)&ws->tcp, on_alloc, on_read);
   if (rc) {
     ws_end(ws, rc, NULL);
