@@ -198,8 +198,12 @@ static int js_number(cg_buf *b, double v) {
     if (*q >= '0' && *q <= '9' && k < sizeof digits - 1) digits[k++] = *q;
   while (k > 1 && digits[k - 1] == '0') k--;
   digits[k] = '\0';
-  int x = atoi(q + 1);
-  int n = x + 1; /* the decimal point sits after n digits */
+  /* The exponent snprintf wrote ("e+05", "e-300"): a checked parse. */
+  int64_t x = 0;
+  if (*q != 'e' || cg_parse_i64(q + 1 + (q[1] == '+'), strlen(q + 1 + (q[1] == '+')), &x) != 0 || x < -400 ||
+      x > 400)
+    return CG_EMALFORMED; /* cannot happen for a finite double */
+  int n = (int)x + 1; /* the decimal point sits after n digits */
   char out[64];
   size_t o = 0;
   if (neg) out[o++] = '-';

@@ -4,6 +4,7 @@
 #include <uv.h>
 
 #include "../../common/common.h"
+#include "cardgate/error.h"
 
 const char *cg__api_class_name(cg__api_class c) {
   switch (c) {
@@ -15,6 +16,20 @@ const char *cg__api_class_name(cg__api_class c) {
     case CG__API_CANCELLED: return "cancelled";
   }
   return "?";
+}
+
+cg_log_level cg__api_class_log_level(cg__api_class c) {
+  return c == CG__API_OK || c == CG__API_CANCELLED ? CG_LOG_DEBUG
+         : c == CG__API_PERMANENT                  ? CG_LOG_ERROR
+                                                   : CG_LOG_WARN;
+}
+
+cg__api_class cg__api_local_failure(int *err) {
+  if (*err == UV_ECANCELED || *err == CG_EALREADY) {
+    *err = UV_ECANCELED;
+    return CG__API_CANCELLED;
+  }
+  return CG__API_RETRYABLE; /* out of memory: try again later */
 }
 
 uint64_t cg__api_seconds_ms(const char *s, uint64_t dflt, int zero_ok) {

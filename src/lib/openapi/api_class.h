@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "cardgate/log.h"
+
 typedef enum {
   CG__API_OK = 0,        /* the platform did it */
   CG__API_RETRYABLE,     /* timeout, connection failure, 5xx, busy, garbled 2xx */
@@ -18,6 +20,15 @@ typedef enum {
 /* "ok", "retryable", "rate_limited", "token_invalid", "permanent",
  * "cancelled". Static. */
 const char *cg__api_class_name(cg__api_class c);
+
+/* How loud a finished call is logged: ok and cancelled debug, permanent
+ * error, the rest warn. */
+cg_log_level cg__api_class_log_level(cg__api_class c);
+
+/* A call that ended without an answer (the client closing, no memory):
+ * UV_ECANCELED / CG_EALREADY → cancelled (and *err becomes UV_ECANCELED),
+ * anything else → retryable. */
+cg__api_class cg__api_local_failure(int *err);
 
 /* A header holding whole seconds (Retry-After, x-ogw-ratelimit-reset) in
  * ms, capped at a day; dflt when missing, unreadable, negative, or zero

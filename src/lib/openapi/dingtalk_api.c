@@ -230,10 +230,7 @@ static void op_free(op *o) {
 }
 
 static void op_log_result(op *o, const cg__dt_api_result *r) {
-  cg_log_level lvl = r->cls == CG__API_OK          ? CG_LOG_DEBUG
-                     : r->cls == CG__API_CANCELLED ? CG_LOG_DEBUG
-                     : r->cls == CG__API_PERMANENT ? CG_LOG_ERROR
-                                                      : CG_LOG_WARN;
+  cg_log_level lvl = cg__api_class_log_level(r->cls);
   /* Method, path, code, message, request id — never the body (card
    * contents) nor the token header. */
   dt_log(o->api, lvl,
@@ -256,12 +253,7 @@ static void op_fail(op *o, int err) {
   cg__dt_api_result r;
   memset(&r, 0, sizeof(r));
   r.err = err;
-  if (err == UV_ECANCELED || err == CG_EALREADY) {
-    r.cls = CG__API_CANCELLED;
-    r.err = UV_ECANCELED;
-  } else {
-    r.cls = CG__API_RETRYABLE; /* out of memory: try again later */
-  }
+  r.cls = cg__api_local_failure(&r.err);
   cg_strlcpy(r.msg, cg_strerror(r.err), sizeof(r.msg));
   op_complete(o, &r);
 }

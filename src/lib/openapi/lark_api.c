@@ -255,10 +255,7 @@ static void op_free(op *o) {
 
 static void op_log_result(op *o, const cg__lark_result *r) {
   cg__lark_api *api = o->api;
-  cg_log_level lvl = r->cls == CG__API_OK          ? CG_LOG_DEBUG
-                     : r->cls == CG__API_CANCELLED ? CG_LOG_DEBUG
-                     : r->cls == CG__API_PERMANENT ? CG_LOG_ERROR
-                                                    : CG_LOG_WARN;
+  cg_log_level lvl = cg__api_class_log_level(r->cls);
   /* Method, path (ids only: no tokens live in paths), code, msg, logid —
    * never the body, which holds card contents or the callback token. */
   char code[24] = "-";
@@ -282,12 +279,7 @@ static void op_fail(op *o, int err) {
   cg__lark_result r;
   memset(&r, 0, sizeof(r));
   r.err = err;
-  if (err == UV_ECANCELED || err == CG_EALREADY) {
-    r.cls = CG__API_CANCELLED;
-    r.err = UV_ECANCELED;
-  } else {
-    r.cls = CG__API_RETRYABLE; /* out of memory: try again later */
-  }
+  r.cls = cg__api_local_failure(&r.err);
   cg_strlcpy(r.msg, cg_strerror(r.err), sizeof(r.msg));
   op_complete(o, &r);
 }
