@@ -164,6 +164,9 @@ static void ack_done(int status, const char *body, size_t len, void *ud) {
   if (c->closing) maybe_finish_close(c);
 }
 
+/* Dispatches one whole message. f: its (last) frame, taken over; payload:
+ * the message bytes — f's own payload, or the joined fragments — borrowed
+ * for the call. */
 static void handle_payload(cg_lark_ws *c, cg__lark_frame *f, const uint8_t *payload, size_t len) {
   pending *p = calloc(1, sizeof *p);
   if (!p) {
@@ -180,18 +183,17 @@ static void handle_payload(cg_lark_ws *c, cg__lark_frame *f, const uint8_t *payl
   c->pendings = p;
   c->npending++;
   c->stats.messages++;
-  /* Copy out the payload before dropping it from the frame: the ACK
-   * replaces it anyway. */
-  char *body = cg_strndup((const char *)payload, len);
-  free(p->frame.payload);
+  /* The ACK replaces the payload: take it out of the frame now and free it
+   * once the app has decoded it (it keeps nothing that points into it). */
+  uint8_t *own = p->frame.payload;
   p->frame.payload = NULL;
   p->frame.payload_len = 0;
   p->frame.has_payload = 0;
-  if (!body || cg__app_handle_lark_plain(c->app, body, len, ack_done, p) != 0) {
+  if (cg__app_handle_lark_plain(c->app, (const char *)payload, len, ack_done, p) != 0) {
     cg__log(c->app, CG_LOG_ERROR, LOG, "app %s: out of memory handling a message; not ACKed", c->k.id);
     pending_free(c, p);
   }
-  free(body);
+  free(own);
 }
 
 static int header_u32(const cg__lark_frame *f, const char *key, uint32_t dflt, uint32_t *out) {
@@ -225,16 +227,7 @@ static void on_data_frame(cg_lark_ws *c, cg__lark_frame *f) {
   if (sum <= 1) {
     /* "card" frames are treated like "event" ones (lark.md §3.8: the SDKs
      * drop them unanswered; dispatching by the body's shape is safe). */
-    const uint8_t *pl = f->payload ? f->payload : (const uint8_t *)"";
-    size_t len = f->payload_len;
-    uint8_t *copy = malloc(len + 1);
-    if (!copy) {
-      cg__lark_frame_clear(f);
-      return;
-    }
-    memcpy(copy, pl, len);
-    handle_payload(c, f, copy, len);
-    free(copy);
+    handle_payload(c, f, f->payload ? f->payload : (const uint8_t *)"", f->payload_len);
     return;
   }
   uint8_t *whole = NULL;
