@@ -871,16 +871,8 @@ int cg_app_handle_lark_http(cg_app *app, cg_lark_endpoint ep,
     case CG__LARK_MSG_ACTION: {
       cg__action_rec *a = m.action;
       m.action = NULL;
-      struct cg_responder *r = responder_new(app, a, done, ud);
-      if (!r) {
-        cg__action_free(a);
-        cg__lark_msg_clear(&m);
-        return CG_ENOMEM;
-      }
       cg__lark_msg_clear(&m);
-      if (a->pub.event_id) return cg__app_dedupe_then_run(app, r);
-      run(r);
-      return 0;
+      return cg__app_dispatch(app, a, done, ud);
     }
   }
   cg__lark_msg_clear(&m);
