@@ -144,6 +144,30 @@ describe('a chat message to the bot → the approval card → clicks', () => {
 });
 
 describe('DingTalk stream: deadline, disconnect, redelivery, bad frames', () => {
+  test('a sidecar answers shared and private variables: cardData and userPrivateData in the ACK', async () => {
+    const t = await setup({
+      sidecar: {
+        match: 'value.action == "mine"',
+        answer: () => ({ answer: { variables: { status: 'seen', n: 2 }, private_variables: { mine: true } } }),
+      },
+    });
+    try {
+      await t.createCard('ot_e2e_private', { status: 'pending' });
+      const r = await t.push({ kind: 'card', outTrackId: 'ot_e2e_private', params: { action: 'mine' } });
+      assert.equal(r.body.ack?.frame?.code, 200, text(r.body) + t.serve.stderr());
+      assert.deepEqual(ackData(r), {
+        response: {
+          cardData: { cardParamMap: { status: 'seen', n: '2' } },
+          userPrivateData: { cardParamMap: { mine: 'true' } },
+          cardUpdateOptions: { updateCardDataByKey: true, updatePrivateDataByKey: true },
+        },
+      });
+      assert.equal((await t.dt()).cards.ot_e2e_private.variables.status, 'seen', 'the shared variables applied');
+    } finally {
+      await t.stop();
+    }
+  });
+
   test('slow handler: {"response":{}} before the deadline, then the variables through the outbox (PUT /v1.0/card/instances)', async () => {
     const t = await setup({
       serveArgs: ['--deadline-ms', '500'],

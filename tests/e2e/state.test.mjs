@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { FIRST_VERSION, cardShow, connect, parseResponses, prepare, requestBytes, startServe, trigger, uid } from './lib.mjs';
+import { FIRST_VERSION, cardShow, connect, parseResponses, prepare, requestBytes, startServe, startSidecarStub, trigger, uid } from './lib.mjs';
 
 const text = (j) => JSON.stringify(j);
 
@@ -83,3 +83,35 @@ test('a decided card stays decided across a restart on the same database', async
     await s.stop();
   }
 });
+
+// --dedupe store (the default) remembers event ids in the database: a
+// redelivery after a restart is answered from the first answer and not
+// handled again. --dedupe memory forgets them with the process.
+for (const [mode, handledAfterRestart] of [['store', 1], ['memory', 2]]) {
+  test(`--dedupe ${mode}: the same event after a restart is handled ${handledAfterRestart === 1 ? 'once' : 'again'}`, async () => {
+    const side = await startSidecarStub((_, n) => ({ answer: { toast: { content: `answer ${n}` } } }));
+    const args = ['--dedupe', mode, '--upstream', `=${side.url}`];
+    let s = await startServe({ args });
+    const db = s.db;
+    const ev = uid('ev_dd').padEnd(32, '0');
+    const click = () => trigger(['--url', s.eventUrl, '--format', 'v2', '--event-id', ev, '--message-id', 'om_dd',
+      '--value', '{"k":"v"}']);
+    try {
+      const r1 = await click();
+      assert.equal(r1.status, 200, r1.text);
+      const r2 = await click(); // same process: the in-memory table in both modes
+      assert.equal(text(r2.body), text(r1.body));
+      assert.equal(side.hits.length, 1);
+      assert.equal((await s.stop()).code, 0, s.stderr());
+      s = await startServe({ args, db });
+      const r3 = await click();
+      assert.equal(r3.status, 200, r3.text);
+      assert.equal(side.hits.length, handledAfterRestart, s.stderr());
+      if (handledAfterRestart === 1) assert.equal(text(r3.body), text(r1.body), 'the first answer replayed');
+      else assert.match(text(r3.body), /answer 2/);
+    } finally {
+      await s.stop();
+      await side.close();
+    }
+  });
+}
